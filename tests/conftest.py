@@ -1,0 +1,191 @@
+"""Shared fixtures: a moto server over HTTP, a bound analysisd-like datagram socket, and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from moto_server import MotoServer, logs_client, reset  # noqa: E402
+
+EVENT_HEADER = b"1:Wazuh-AWS:"
+STATUS_HEADER = b"1:wazuh-ecr-scan:"
+
+
+@dataclass
+class Received:
+    events: list[dict] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(stream, event id) of every event received, duplicates kept."""
+        return [(e["aws"]["log_info"]["log_stream"], e["aws"]["log_info"]["event_id"]) for e in self.events]
+
+
+class Receiver:
+    """A bound AF_UNIX datagram socket, like analysisd's queue, drained by a thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.05)
+        self.received = Received()
+        self.paused = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            if self.paused.is_set():
+                time.sleep(0.01)
+                continue
+            try:
+                data = self.sock.recv(1 << 17)
+            except (TimeoutError, OSError):
+                continue
+            with self._lock:
+                self.received.raw.append(data)
+                if data.startswith(EVENT_HEADER):
+                    self.received.events.append(json.loads(data[len(EVENT_HEADER) :]))
+                elif data.startswith(STATUS_HEADER):
+                    self.received.status.append(data[len(STATUS_HEADER) :].decode())
+
+    def settle(self, quiet_s: float = 0.2) -> Received:
+        """Wait until nothing arrived for `quiet_s`, then return what was received."""
+        last = -1
+        while True:
+            with self._lock:
+                count = len(self.received.raw)
+            if count == last:
+                return self.received
+            last = count
+            time.sleep(quiet_s)
+
+    def take(self) -> Received:
+        received = self.settle()
+        with self._lock:
+            self.received = Received()
+        return received
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with MotoServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def moto(moto_endpoint: str) -> Iterator[str]:
+    reset(moto_endpoint)
+    yield moto_endpoint
+
+
+@pytest.fixture
+def logs(moto: str):
+    return logs_client(moto)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short path: AF_UNIX socket paths are limited to 107 bytes."""
+    with tempfile.TemporaryDirectory(prefix="ecr-", dir="/tmp") as d:
+        yield Path(d)
+
+
+@pytest.fixture
+def receiver(short_dir: Path) -> Iterator[Receiver]:
+    r = Receiver(str(short_dir / "queue"))
+    yield r
+    r.close()
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="AKIAFAKEFAKEFAKE0001",
+        AWS_SECRET_ACCESS_KEY="fake/secret/Key+for+tests0000000000000000",
+        AWS_SESSION_TOKEN="FakeSessionTokenForTests==",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        PYTHONPATH=str(ROOT / "wodle"),
+    )
+    return env
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, timeout: float = 120) -> CliResult:
+    proc = subprocess.run(
+        [sys.executable, "-m", "wazuh_ecr_scan", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wazuh_ecr_scan", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def cli_args(moto: str, receiver: Receiver, short_dir: Path):
+    """The flags every live-mode integration run needs, pointing at moto, the receiver and a state file."""
+
+    def build(*extra: str, endpoint: str | None = None) -> list[str]:
+        return [
+            "--run-once",
+            "--service_endpoint",
+            endpoint or moto,
+            "--socket",
+            receiver.path,
+            "--state_db",
+            str(short_dir / "state.db"),
+            "--only_logs_after",
+            "2020-JAN-01",
+            "--max_attempts",
+            "3",
+            *extra,
+        ]
+
+    return build

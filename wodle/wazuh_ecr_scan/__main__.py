@@ -1,0 +1,3 @@
+from wazuh_ecr_scan.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""AWS sessions and clients: credentials (profile, role), botocore retry mode, API call counting."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from wazuh_ecr_scan import __version__
+from wazuh_ecr_scan.config import Settings
+from wazuh_ecr_scan.errors import CredentialsError
+from wazuh_ecr_scan.logs import register_secret
+
+ROLE_SESSION_NAME = "wazuh-ecr-scan"
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 60
+CREDENTIAL_ERROR_CODES = {
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "MissingAuthenticationToken",
+}
+
+
+class CallCounter:
+    """API calls made, by operation name (one per call, retries not counted) and HTTP attempts."""
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.attempts = 0
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-call", self._on_call)
+        client.meta.events.register("before-send", self._on_send)
+
+    def _on_call(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    def _on_send(self, **_: Any) -> None:
+        self.attempts += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+def client_config(settings: Settings, region: str) -> Config:
+    return Config(
+        region_name=region,
+        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        user_agent_extra=f"wazuh-ecr-scan/{__version__}",
+    )
+
+
+def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3.Session:
+    """A session with the profile's credentials, or the role's when --iam_role_arn is set."""
+    try:
+        session = boto3.Session(profile_name=settings.aws_profile, region_name=region)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise CredentialsError(f"AWS profile {settings.aws_profile!r} not found: {exc}") from exc
+    if not settings.iam_role_arn:
+        _register_credentials(session)
+        return session
+    sts = session.client("sts", endpoint_url=settings.sts_endpoint, config=client_config(settings, region))
+    counter.attach(sts)
+    kwargs: dict[str, Any] = {"RoleArn": settings.iam_role_arn, "RoleSessionName": ROLE_SESSION_NAME}
+    if settings.iam_role_duration:
+        kwargs["DurationSeconds"] = settings.iam_role_duration
+    try:
+        credentials = sts.assume_role(**kwargs)["Credentials"]
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise CredentialsError(f"cannot assume role {settings.iam_role_arn}: {describe_error(exc)}") from exc
+    for secret in (credentials["SecretAccessKey"], credentials["SessionToken"], credentials["AccessKeyId"]):
+        register_secret(secret)
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=region,
+    )
+
+
+def logs_client(settings: Settings, session: boto3.Session, region: str, counter: CallCounter) -> Any:
+    client = session.client(
+        "logs", endpoint_url=settings.service_endpoint, config=client_config(settings, region)
+    )
+    counter.attach(client)
+    return client
+
+
+def is_credentials_error(exc: BaseException) -> bool:
+    if isinstance(exc, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Code") in CREDENTIAL_ERROR_CODES
+    return False
+
+
+def describe_error(exc: BaseException, log_group: str | None = None) -> str:
+    """`Code on Operation for group G: message` for ClientError; the class and text for the rest."""
+    where = f" for group {log_group}" if log_group else ""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        message = error.get("Message") or ""
+        text = f"{error.get('Code', 'Error')} on {exc.operation_name}{where}"
+        return f"{text}: {message}" if message else text
+    return f"{exc.__class__.__name__}{where}: {exc}"
+
+
+def _register_credentials(session: boto3.Session) -> None:
+    credentials = session.get_credentials()
+    if credentials is None:
+        return
+    frozen = credentials.get_frozen_credentials()
+    register_secret(frozen.secret_key)
+    register_secret(frozen.token)

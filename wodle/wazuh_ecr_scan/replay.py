@@ -1,0 +1,149 @@
+"""Recorded events instead of CloudWatch, through the same flatten/send/state path.
+
+Accepted files (see README, "Recordings"):
+- JSON Lines, one FilterLogEvents event per line plus its `logGroupName` (the multi-group recording
+  format; streamed, so any size replays in constant memory);
+- the JSON that `aws logs filter-log-events --log-group-name G` prints (name G with --aws_log_groups);
+- the layout of the fixtures reference: `{"logGroupName": G, "logStreams": [{"logStreamName": S,
+  "events": [{"timestamp": T, "message": M}]}]}`, one such object or a list of them.
+Events without an `eventId` get a stable one from their place in their stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from wazuh_ecr_scan.errors import ConfigError
+from wazuh_ecr_scan.flatten import LogEvent
+
+PAGE_SIZE = 1000
+
+
+class ReplayReader:
+    def __init__(self, path: str, region: str, groups: tuple[str, ...]) -> None:
+        self.path = path
+        self.region = region
+        self._offsets: dict[str, list[int]] = {}
+        self._loaded: dict[str, list[LogEvent]] = {}
+        if _is_json_lines(path):
+            self._index_json_lines()
+        else:
+            self._load_document(groups)
+
+    def groups(self, names: tuple[str, ...], prefix: str) -> list[str]:
+        present = sorted({*self._offsets, *self._loaded})
+        if not names:
+            return [g for g in present if g.startswith(prefix)] or present
+        wanted = [n for n in names if not n.endswith("*")]
+        prefixes = tuple(n[:-1] for n in names if n.endswith("*"))
+        return [g for g in present if g in wanted or (prefixes and g.startswith(prefixes))]
+
+    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+        events = self._loaded.get(log_group)
+        source = iter(events) if events is not None else self._read_lines(log_group)
+        page: list[LogEvent] = []
+        for event in source:
+            if event.timestamp >= start_ms:
+                page.append(event)
+            if len(page) == PAGE_SIZE:
+                yield page
+                page = []
+        yield page
+
+    # -- JSON Lines ------------------------------------------------------------------------------
+
+    def _index_json_lines(self) -> None:
+        with open(self.path, "rb") as f:
+            offset = 0
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    group = self._parse_line(line, number).get("logGroupName")
+                    self._offsets.setdefault(group, []).append(offset)
+                offset += len(line)
+
+    def _read_lines(self, log_group: str) -> Iterator[LogEvent]:
+        with open(self.path, "rb") as f:
+            for offset in self._offsets.get(log_group, []):
+                f.seek(offset)
+                line = f.readline()
+                yield self._event(log_group, self._parse_line(line, None), f"byte {offset}")
+
+    def _parse_line(self, line: bytes, number: int | None) -> dict[str, Any]:
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ConfigError(f"--replay {self.path}: line {number}: not JSON: {exc}") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("logGroupName"), str):
+            raise ConfigError(f"--replay {self.path}: line {number}: no logGroupName")
+        return record
+
+    # -- whole documents ---------------------------------------------------------------------------
+
+    def _load_document(self, groups: tuple[str, ...]) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                document = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--replay {self.path}: cannot read a recording: {exc}") from exc
+        documents = document if isinstance(document, list) else [document]
+        for item in documents:
+            if isinstance(item, dict) and "logStreams" in item:
+                self._load_reference_layout(item)
+            elif isinstance(item, dict) and "events" in item:
+                self._load_filter_output(item, groups)
+            else:
+                raise ConfigError(
+                    f"--replay {self.path}: not a recording (expected JSON Lines, filter-log-events output "
+                    "or a {logGroupName, logStreams} object)"
+                )
+
+    def _load_filter_output(self, document: dict[str, Any], groups: tuple[str, ...]) -> None:
+        if len(groups) != 1 or groups[0].endswith("*"):
+            raise ConfigError(
+                f"--replay {self.path}: filter-log-events output does not name its group: "
+                "give exactly one --aws_log_groups"
+            )
+        events = self._loaded.setdefault(groups[0], [])
+        for n, raw in enumerate(document["events"]):
+            events.append(self._event(groups[0], raw, f"events[{n}]"))
+
+    def _load_reference_layout(self, document: dict[str, Any]) -> None:
+        group = document.get("logGroupName")
+        if not isinstance(group, str):
+            raise ConfigError(f"--replay {self.path}: logGroupName missing")
+        events = self._loaded.setdefault(group, [])
+        for stream in document["logStreams"]:
+            name = stream.get("logStreamName")
+            for n, raw in enumerate(stream.get("events", [])):
+                raw = {"logStreamName": name, "eventId": f"replay-{n:08d}", **raw}
+                events.append(self._event(group, raw, f"{name} event {n}"))
+        events.sort(key=lambda e: e.timestamp)
+
+    def _event(self, group: str, raw: Any, where: str) -> LogEvent:
+        try:
+            return LogEvent(
+                group,
+                str(raw["logStreamName"]),
+                str(raw["eventId"]),
+                int(raw["timestamp"]),
+                str(raw["message"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"--replay {self.path}: {where}: needs logStreamName, eventId, timestamp, message ({exc!r})"
+            ) from exc
+
+
+def _is_json_lines(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            first = f.readline()
+    except OSError as exc:
+        raise ConfigError(f"--replay {path}: {exc.strerror}") from exc
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "logGroupName" in record and "message" in record

@@ -1,0 +1,122 @@
+"""Delivery: AF_UNIX datagrams to analysisd (one socket for the run), or JSON lines on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+import sys
+from typing import Protocol, TextIO
+
+from wazuh_ecr_scan.encode import EVENT_HEADER, MAX_DATAGRAM, encode_status
+from wazuh_ecr_scan.errors import AnalysisdUnavailable
+from wazuh_ecr_scan.logs import NAME, SECRET_MASK
+
+SEND_TIMEOUT_S = 30.0
+_SNDBUF = 4 * (MAX_DATAGRAM + 1024)
+# analysisd restarting: the socket file is recreated; one reconnect is worth a try.
+_RECONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.ENOTCONN, errno.EPIPE}
+
+
+class Sender(Protocol):
+    def send(self, datagram: bytes) -> None: ...
+
+    def send_status(self, line: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SocketSender:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sent = 0
+        self._sock: socket.socket | None = None
+        self._connect()
+
+    def send(self, datagram: bytes) -> None:
+        try:
+            self._sock_or_connect().send(datagram)
+        except OSError as exc:
+            if exc.errno not in _RECONNECT_ERRNOS:
+                raise self._unavailable(exc) from exc
+            self._reconnect_and_send(datagram)
+        self.sent += 1
+
+    def send_status(self, line: str) -> None:
+        self.send(encode_status(line))
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _reconnect_and_send(self, datagram: bytes) -> None:
+        self.close()
+        self._connect()
+        try:
+            self._sock_or_connect().send(datagram)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _sock_or_connect(self) -> socket.socket:
+        if self._sock is None:
+            self._connect()
+        assert self._sock is not None
+        return self._sock
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+            sock.settimeout(SEND_TIMEOUT_S)
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise self._unavailable(exc) from exc
+        self._sock = sock
+
+    def _unavailable(self, exc: OSError) -> AnalysisdUnavailable:
+        reason = exc.strerror or exc.__class__.__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"no room for {SEND_TIMEOUT_S:.0f}s (analysisd not reading)"
+        return AnalysisdUnavailable(
+            f"cannot send to analysisd socket {self.path}: {reason}. Is wazuh-analysisd running?"
+        )
+
+
+class StdoutSender:
+    """One JSON event per line, without the analysisd header; status lines stay on stderr."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.sent = 0
+
+    def send(self, datagram: bytes) -> None:
+        try:
+            self.stream.write(datagram[len(EVENT_HEADER) :].decode("ascii") + "\n")
+        except BrokenPipeError as exc:
+            raise AnalysisdUnavailable("standard output was closed by its reader") from exc
+        self.sent += 1
+
+    def send_status(self, line: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class StatusHandler(logging.Handler):
+    """Sends INFO and above as `wazuh-ecr-scan: LEVEL: message` status lines to analysisd."""
+
+    def __init__(self, sender: Sender) -> None:
+        super().__init__(logging.INFO)
+        self.sender = sender
+        self.addFilter(SECRET_MASK)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "local_only", False):
+            return
+        # A failure here is reported by whoever sends the next event.
+        with contextlib.suppress(AnalysisdUnavailable):
+            self.sender.send_status(f"{NAME}: {record.levelname}: {record.getMessage()}")

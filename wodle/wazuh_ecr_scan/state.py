@@ -1,0 +1,249 @@
+"""Read state in SQLite: per group the start of the last complete pass, per stream what was delivered,
+and the event ids delivered inside the late-write window (so re-reading that window re-sends nothing).
+
+One instance per file: an exclusive lock on `<db>.lock` is held for the life of the process.
+Every page is committed in one transaction after its events were delivered.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sqlite3
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from wazuh_ecr_scan.errors import StateError
+from wazuh_ecr_scan.flatten import LogEvent
+
+SCHEMA_VERSION = 1
+MEMORY = ":memory:"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS groups (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    log_group TEXT NOT NULL,
+    read_until_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, region, log_group)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS streams (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    log_group TEXT NOT NULL,
+    log_stream TEXT NOT NULL,
+    first_event_ms INTEGER NOT NULL,
+    last_event_ms INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    last_event_id TEXT NOT NULL,
+    PRIMARY KEY (account, region, log_group, log_stream)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen_events (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    log_group TEXT NOT NULL,
+    log_stream TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, region, log_group, log_stream, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_events_by_time ON seen_events (account, region, log_group, timestamp_ms);
+"""
+
+_RECOVERY = "move it aside and rerun: the module then starts again from --only_logs_after"
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    account: str
+    region: str
+    log_group: str
+
+
+class StateStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock_fd: int | None = None
+        if path != MEMORY:
+            _create_private(path)
+            self._lock_fd = _lock(path + ".lock")
+        self.db = self._connect()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_until(self, key: GroupKey) -> int | None:
+        row = self.db.execute(
+            "SELECT read_until_ms FROM groups WHERE account=? AND region=? AND log_group=?", _k(key)
+        ).fetchone()
+        return row[0] if row else None
+
+    def seen_ids(self, key: GroupKey, since_ms: int) -> set[tuple[str, str]]:
+        rows = self.db.execute(
+            "SELECT log_stream, event_id FROM seen_events"
+            " WHERE account=? AND region=? AND log_group=? AND timestamp_ms >= ?",
+            (*_k(key), since_ms),
+        )
+        return set(rows)
+
+    def streams_done_before(self, key: GroupKey, before_ms: int) -> list[str]:
+        rows = self.db.execute(
+            "SELECT log_stream FROM streams"
+            " WHERE account=? AND region=? AND log_group=? AND last_event_ms < ?",
+            (*_k(key), before_ms),
+        )
+        return [row[0] for row in rows]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def commit_delivered(self, key: GroupKey, events: Iterable[LogEvent]) -> None:
+        """Record delivered events, one transaction for the lot (a page)."""
+        events = list(events)
+        if not events:
+            return
+        k = _k(key)
+        per_stream: dict[str, list[LogEvent]] = {}
+        for event in events:
+            per_stream.setdefault(event.log_stream, []).append(event)
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO seen_events VALUES (?,?,?,?,?,?)",
+                [(*k, e.log_stream, e.event_id, e.timestamp) for e in events],
+            )
+            db.executemany(
+                "INSERT INTO streams VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (account, region, log_group, log_stream) DO UPDATE SET"
+                " first_event_ms = min(first_event_ms, excluded.first_event_ms),"
+                " last_event_ms = max(last_event_ms, excluded.last_event_ms),"
+                " events = events + excluded.events, last_event_id = excluded.last_event_id",
+                [
+                    (
+                        *k,
+                        stream,
+                        min(e.timestamp for e in group),
+                        max(e.timestamp for e in group),
+                        len(group),
+                        group[-1].event_id,
+                    )
+                    for stream, group in per_stream.items()
+                ],
+            )
+
+    def finish_group(self, key: GroupKey, read_until_ms: int, forget_before_ms: int | None) -> None:
+        """The pass over `key` completed: later passes read from `read_until_ms` (less the late-write
+        window); ids and streams older than `forget_before_ms` can no longer be read again."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO groups VALUES (?,?,?,?) ON CONFLICT (account, region, log_group)"
+                " DO UPDATE SET read_until_ms = max(read_until_ms, excluded.read_until_ms)",
+                (*_k(key), read_until_ms),
+            )
+            if forget_before_ms is not None:
+                db.execute(
+                    "DELETE FROM seen_events"
+                    " WHERE account=? AND region=? AND log_group=? AND timestamp_ms < ?",
+                    (*_k(key), forget_before_ms),
+                )
+                db.execute(
+                    "DELETE FROM streams WHERE account=? AND region=? AND log_group=? AND last_event_ms < ?",
+                    (*_k(key), forget_before_ms),
+                )
+
+    def forget_stream(self, key: GroupKey, log_stream: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM streams WHERE account=? AND region=? AND log_group=? AND log_stream=?",
+                (*_k(key), log_stream),
+            )
+
+    def close(self) -> None:
+        self.db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _transaction(self):
+        return _Transaction(self)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            _migrate(db)
+        except sqlite3.Error as exc:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+            raise StateError(f"state file {self.path} is unreadable or corrupt ({exc}): {_RECOVERY}") from exc
+        return db
+
+
+class _Transaction:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.store.db.execute("BEGIN IMMEDIATE")
+        return self.store.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.store.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        except sqlite3.Error as error:
+            raise StateError(f"cannot write state file {self.store.path}: {error}") from error
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"schema version {version} is newer than this module's {SCHEMA_VERSION}; upgrade the module"
+        )
+    if version < SCHEMA_VERSION:
+        db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+
+
+def _k(key: GroupKey) -> tuple[str, str, str]:
+    return (key.account, key.region, key.log_group)
+
+
+def _create_private(path: str) -> None:
+    """Create the state file 0600 without following a symlink planted at its path."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(f"state file {path} is a symbolic link: refusing to follow it") from exc
+        raise StateError(f"cannot create state file {path}: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StateError(f"state file {path} is not a regular file")
+    finally:
+        os.close(fd)
+
+
+def _lock(path: str) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot create lock file {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StateError(
+            f"state file {path[: -len('.lock')]} is in use by another wazuh-ecr-scan (pid {holder}); "
+            "only one instance may use a state file"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
