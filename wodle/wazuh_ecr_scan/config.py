@@ -57,6 +57,10 @@ class Settings:
     retry_mode: str = "adaptive"
     max_attempts: int = 8
     late_window_s: int = DEFAULT_LATE_WINDOW_S
+    workers: int = 4
+    # Requests per second per region and operation; under AWS's quotas (FilterLogEvents 5-25/s by
+    # Region, DescribeLogGroups about 10/s) so a pass never takes the account's whole budget.
+    max_rate: float = 4.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", help="read recorded events from this file instead of CloudWatch")
     p.add_argument("--retry_mode", choices=("adaptive", "standard", "legacy"), default="adaptive")
     p.add_argument("--max_attempts", type=int, default=8, help="attempts per AWS call (botocore retries)")
+    p.add_argument("--workers", type=int, default=4, help="groups read at the same time (1-32)")
+    p.add_argument("--max_rate", type=float, default=4.0, help="requests/s per region and operation (cap)")
     return p
 
 
@@ -114,6 +120,10 @@ def parse_args(argv: list[str] | None) -> Settings:
         raise ConfigError("--iam_role_duration must be between 900 and 43200 seconds")
     if args.max_attempts < 1:
         raise ConfigError("--max_attempts must be at least 1")
+    if not 1 <= args.workers <= 32:
+        raise ConfigError("--workers must be between 1 and 32")
+    if not 0 < args.max_rate <= 100:
+        raise ConfigError("--max_rate must be above 0 and at most 100 requests per second")
     groups = _split(args.aws_log_groups)
     if args.replay and not os.path.isfile(args.replay):
         raise ConfigError(f"--replay: {args.replay}: no such file")
@@ -142,6 +152,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         replay=args.replay,
         retry_mode=args.retry_mode,
         max_attempts=args.max_attempts,
+        workers=args.workers,
+        max_rate=args.max_rate,
     )
 
 
