@@ -1,0 +1,286 @@
+"""Flattening: names → context, messages → finding / scan_summary / unparsed, and the golden files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from wazuh_ecr_scan.encode import MAX_DATAGRAM, encode_event
+from wazuh_ecr_scan.flatten import LogEvent, flatten, iso_millis
+from wazuh_ecr_scan.names import parse_stream_name, repository_of
+from wazuh_ecr_scan.replay import ReplayReader
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "fixtures-reference"
+DIGEST = "83fc47a390b715a4957a4b67813722d7dd6ed2f77b68f970e8aedd6274307fe2"
+GROUP = "/aws/ecr/image-scan-findings/team-a/billing-worker"
+
+
+def event(stream: str, message: str, group: str = GROUP) -> LogEvent:
+    return LogEvent(group, stream, "3801", 1749261733844, message)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "tag", "scan_time"),
+    [
+        (f"SUMMARY-latest-{DIGEST}-2025-06-07T02-02-04Z", "SUMMARY", "latest", "2025-06-07T02:02:04Z"),
+        (
+            f"HIGH-release-2.4.1-rc.1-{DIGEST}-2025-06-02T14-17-40Z",
+            "HIGH",
+            "release-2.4.1-rc.1",
+            "2025-06-02T14:17:40Z",
+        ),
+        (f"CRITICAL-{'a' * 40}-{DIGEST}-2025-06-02T14-17-40Z", "CRITICAL", "a" * 40, "2025-06-02T14:17:40Z"),
+        # a tag that itself ends like a digest and a time: parsing from the right still works
+        (
+            f"LOW-x-{'0' * 64}-2025-01-01T00-00-00Z-{DIGEST}-2025-06-02T14-17-40Z",
+            "LOW",
+            f"x-{'0' * 64}-2025-01-01T00-00-00Z",
+            "2025-06-02T14:17:40Z",
+        ),
+        (f"UNDEFINED--{DIGEST}-2025-06-02T14-17-40Z", "UNDEFINED", "", "2025-06-02T14:17:40Z"),
+    ],
+)
+def test_stream_names_parse_from_the_right(name, kind, tag, scan_time):
+    parsed = parse_stream_name(name)
+    assert parsed is not None
+    assert (parsed.kind, parsed.image_tag, parsed.image_digest, parsed.scan_time) == (
+        kind,
+        tag,
+        "sha256:" + DIGEST,
+        scan_time,
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "my-own-stream",
+        f"HIGH-latest-{DIGEST[:63]}-2025-06-02T14-17-40Z",
+        f"SEVERE-latest-{DIGEST}-2025-06-02T14-17-40Z",
+        f"HIGH-latest-{DIGEST}-2025-06-02T14:17:40Z",
+        f"high-latest-{DIGEST}-2025-06-02T14-17-40Z",
+        "",
+    ],
+)
+def test_other_stream_names_do_not_parse(name):
+    assert parse_stream_name(name) is None
+
+
+def test_repository_keeps_every_slash():
+    assert repository_of("/aws/ecr/image-scan-findings/a/b/c") == "a/b/c"
+    assert repository_of("/custom/prefix/web") == "web"
+
+
+def test_finding_fields_from_a_native_finding():
+    message = json.dumps(
+        {
+            "name": "CVE-2024-1234",
+            "description": "caf\u00e9 \U0001f680",
+            "uri": "https://nvd/CVE-2024-1234",
+            "severity": "CRITICAL",
+            "attributes": [
+                {"key": "CVSS3_SCORE", "value": "9.8"},
+                {"key": "package_version", "value": "1.1.1k"},
+                {"key": "package_name", "value": "openssl"},
+                {"key": "CVSS3_VECTOR", "value": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"},
+                {"key": "CVSS2_SCORE", "value": "7.5"},
+            ],
+        }
+    )
+    out = flatten(event(f"CRITICAL-v1.2-{DIGEST}-2025-06-07T02-02-04Z", message), "eu-west-1")
+    assert out["integration"] == "aws"
+    aws = out["aws"]
+    assert (aws["source"], aws["event_type"], aws["region"]) == ("ecr_image_scan", "finding", "eu-west-1")
+    assert aws["log_info"]["timestamp"] == "2025-06-07T02:02:13.844Z"
+    assert aws["ecr"]["repository"] == "team-a/billing-worker"
+    assert aws["ecr"]["image_tag"] == "v1.2"
+    assert aws["ecr"]["image_digest"] == "sha256:" + DIGEST
+    assert aws["ecr"]["attributes"]["CVSS2_SCORE"] == "7.5"
+    v = out["vulnerability"]
+    assert v["cve"] == "CVE-2024-1234" and v["severity"] == "Critical"
+    assert v["package"] == {"name": "openssl", "version": "1.1.1k"}
+    assert v["score"] == {"base": 9.8, "version": "3.1"}  # CVSS3 wins over CVSS2
+    assert v["description"] == "caf\u00e9 \U0001f680"
+    assert v["scanner"] == {"vendor": "Amazon ECR"}
+
+
+@pytest.mark.parametrize(
+    ("severity", "expected"),
+    [
+        ("INFORMATIONAL", "Informational"),
+        ("LOW", "Low"),
+        ("MEDIUM", "Medium"),
+        ("HIGH", "High"),
+        ("CRITICAL", "Critical"),
+        ("UNDEFINED", "Untriaged"),
+        ("UNTRIAGED", "Untriaged"),
+    ],
+)
+def test_severities_map_to_wazuh_words(severity, expected):
+    out = flatten(
+        event(
+            f"{severity}-v1-{DIGEST}-2025-06-07T02-02-04Z",
+            json.dumps({"name": "CVE-1", "severity": severity}),
+        ),
+        "us-east-1",
+    )
+    assert out["vulnerability"]["severity"] == expected
+
+
+def test_unknown_severity_falls_back_to_the_stream_and_keeps_the_original():
+    out = flatten(
+        event(f"HIGH-v1-{DIGEST}-2025-06-07T02-02-04Z", json.dumps({"name": "CVE-1", "severity": "SEVERE"})),
+        "us-east-1",
+    )
+    assert out["vulnerability"]["severity"] == "High"
+    assert out["aws"]["ecr"]["original_severity"] == "SEVERE"
+
+
+def test_cvss2_only_and_no_score():
+    attrs = [{"key": "CVSS2_SCORE", "value": "5.0"}]
+    out = flatten(
+        event(
+            f"LOW-v1-{DIGEST}-2025-06-07T02-02-04Z",
+            json.dumps({"name": "CVE-1", "severity": "LOW", "attributes": attrs}),
+        ),
+        "us-east-1",
+    )
+    assert out["vulnerability"]["score"] == {"base": 5.0, "version": "2.0"}
+    out = flatten(
+        event(
+            f"LOW-v1-{DIGEST}-2025-06-07T02-02-04Z",
+            json.dumps(
+                {"name": "CVE-1", "severity": "LOW", "attributes": [{"key": "CVSS2_SCORE", "value": "n/a"}]}
+            ),
+        ),
+        "us-east-1",
+    )
+    assert "score" not in out["vulnerability"]
+
+
+def test_summary_counts_total_and_truncation():
+    stream = f"SUMMARY-v1-{DIGEST}-2025-06-07T02-02-04Z"
+    out = flatten(event(stream, '{"HIGH": 700, "MEDIUM": 301}'), "us-east-1")
+    ecr = out["aws"]["ecr"]
+    assert out["aws"]["event_type"] == "scan_summary"
+    assert ecr["severity_counts"] == {
+        "CRITICAL": 0,
+        "HIGH": 700,
+        "MEDIUM": 301,
+        "LOW": 0,
+        "INFORMATIONAL": 0,
+        "UNDEFINED": 0,
+    }
+    assert ecr["findings_total"] == 1001 and ecr["truncated"] is True
+    clean = flatten(event(stream, "{}"), "us-east-1")["aws"]["ecr"]
+    assert clean["findings_total"] == 0 and clean["truncated"] is False
+
+
+@pytest.mark.parametrize(
+    ("stream_kind", "message", "why"),
+    [
+        ("HIGH", "not json", "message is not valid JSON"),
+        ("HIGH", '{"name": "CVE-', "message is not valid JSON"),
+        ("HIGH", "null", "finding message is a JSON null"),
+        ("HIGH", "[1, 2]", "finding message is a JSON array"),
+        ("HIGH", '"text"', "finding message is a JSON string"),
+        ("HIGH", '{"foo": 1}', "finding message has none of"),
+        ("HIGH", '{"name": "CVE-1", "attributes": {"k": "v"}}', "finding attributes is a JSON object"),
+        ("HIGH", '{"name": "CVE-1", "attributes": [{"value": "v"}]}', "finding attribute is not an object"),
+        ("SUMMARY", "[]", "summary message is a JSON array"),
+        ("SUMMARY", '{"HIGH": "3"}', "summary count 'HIGH'"),
+        ("SUMMARY", '{"HIGH": 1.5}', "summary count 'HIGH'"),
+        ("HIGH", "[" * 100_000, "message is not valid JSON"),  # deep nesting: RecursionError
+    ],
+)
+def test_bad_messages_become_unparsed_with_the_reason_and_the_raw_text(stream_kind, message, why):
+    stream = f"{stream_kind}-v1-{DIGEST}-2025-06-07T02-02-04Z"
+    out = flatten(event(stream, message), "us-east-1")
+    ecr = out["aws"]["ecr"]
+    assert out["aws"]["event_type"] == "unparsed"
+    assert ecr["parse_error"].startswith(why)
+    assert ecr["raw_message"] == message
+    assert ecr["image_tag"] == "v1" and ecr["repository"] == "team-a/billing-worker"
+    assert len(encode_event(out)) <= MAX_DATAGRAM
+
+
+def test_odd_stream_name_keeps_the_repository():
+    out = flatten(event("whatever", '{"name": "CVE-1"}'), "us-east-1")
+    assert out["aws"]["event_type"] == "unparsed"
+    assert out["aws"]["ecr"] == {
+        "repository": "team-a/billing-worker",
+        "parse_error": "stream name does not match <SEVERITY>-<tag>-<digest>-<time>",
+        "raw_message": '{"name": "CVE-1"}',
+    }
+
+
+def test_repeated_attribute_keys_keep_every_value():
+    attrs = [{"key": "package_name", "value": "a"}, {"key": "package_name", "value": "b"}]
+    out = flatten(
+        event(f"LOW-v1-{DIGEST}-2025-06-07T02-02-04Z", json.dumps({"name": "CVE-1", "attributes": attrs})),
+        "us-east-1",
+    )
+    assert out["aws"]["ecr"]["attributes"] == {"package_name": "a", "package_name_2": "b"}
+    assert out["vulnerability"]["package"] == {"name": "a"}
+
+
+def test_iso_millis():
+    assert iso_millis(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_millis(1749261733844) == "2025-06-07T02:02:13.844Z"
+
+
+@pytest.mark.parametrize(
+    "sample",
+    ["basic-scan-clair.json", "basic-scan-aws-native-namespaced.json", "basic-scan-zero-findings.json"],
+)
+def test_reference_samples_flatten_without_a_single_unparsed(sample):
+    path = REFERENCE / sample
+    if not path.exists():
+        pytest.skip("../shared/fixtures-reference is not beside this checkout")
+    document = json.loads(path.read_text())
+    reader = ReplayReader(str(path), "us-east-1", ())
+    events = [flatten(e, "us-east-1") for page in reader.pages(document["logGroupName"], 0) for e in page]
+    detail = document["triggerEvent"]["detail"]
+    counts = detail["finding-severity-counts"]
+    types = [e["aws"]["event_type"] for e in events]
+    assert types.count("unparsed") == 0
+    assert types.count("scan_summary") == 1
+    assert types.count("finding") == sum(counts.values())
+    for e in events:
+        ecr = e["aws"]["ecr"]
+        assert ecr["repository"] == detail["repository-name"]
+        assert ecr["image_digest"] == detail["image-digest"]
+        assert ecr["image_tag"] == detail["image-tags"][0]
+        assert ecr["scan_time"] == document["triggerEvent"]["time"]
+
+
+GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("golden", GOLDEN, ids=[g.stem for g in GOLDEN])
+def test_golden_recordings(golden, capsys):
+    """Recorded input (tests/recordings) beside expected output (tests/golden), through the real CLI path."""
+    from wazuh_ecr_scan.cli import main
+
+    recording = ROOT / "tests" / "recordings" / golden.name
+    assert main(["--run-once", "--output", "stdout", "--replay", str(recording)]) == 0
+    produced = capsys.readouterr().out.splitlines()
+    expected = golden.read_text().splitlines()
+    assert len(produced) == len(expected)
+    for n, (got, want) in enumerate(zip(produced, expected, strict=True)):
+        assert json.loads(got) == json.loads(want), f"{golden.name} line {n + 1}"
+
+
+def test_golden_files_cover_every_event_type_and_severity():
+    events = [json.loads(line) for g in GOLDEN for line in g.read_text().splitlines()]
+    assert {e["aws"]["event_type"] for e in events} == {"finding", "scan_summary", "unparsed"}
+    assert {e["vulnerability"]["severity"] for e in events if "vulnerability" in e} == {
+        "Critical",
+        "High",
+        "Medium",
+        "Low",
+        "Informational",
+        "Untriaged",
+    }
