@@ -1,0 +1,123 @@
+"""Hostile and malformed input, property-based: any message and any names give one event that fits
+analysisd (≤ 65535 bytes, ≤ 256 fields, one line), never an exception, never a silent drop."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wazuh_ecr_scan.encode import EVENT_HEADER, MAX_DATAGRAM, MAX_FIELDS, count_fields, encode_event
+from wazuh_ecr_scan.flatten import LogEvent, flatten
+
+DIGEST = "d" * 64
+GOOD_STREAM = f"HIGH-v1-{DIGEST}-2025-06-07T02-02-04Z"
+GROUP = "/aws/ecr/image-scan-findings/a/b/c"
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+finding_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.text(max_size=50) | json_values,
+        "description": st.text(),
+        "uri": st.text(max_size=100),
+        "severity": st.sampled_from(["HIGH", "LOW", "UNDEFINED", "", "nope"]) | json_values,
+        "attributes": st.lists(
+            st.fixed_dictionaries(
+                {"key": st.text(max_size=30), "value": st.text(max_size=200) | json_values}
+            ),
+            max_size=60,
+        )
+        | json_values,
+    },
+)
+messages = st.text() | json_values.map(json.dumps) | finding_like.map(json.dumps)
+stream_names = (
+    st.text(max_size=600)
+    | st.just(GOOD_STREAM)
+    | st.builds(
+        lambda kind, tag: f"{kind}-{tag}-{DIGEST}-2025-06-07T02-02-04Z",
+        st.sampled_from(["SUMMARY", "HIGH", "CRITICAL", "UNDEFINED"]),
+        st.text(max_size=300),
+    )
+)
+
+
+def assert_fits(event: dict) -> dict:
+    data = encode_event(event)
+    assert data.startswith(EVENT_HEADER)
+    assert len(data) <= MAX_DATAGRAM
+    assert b"\n" not in data and b"\r" not in data  # control characters stay escaped inside strings
+    decoded = json.loads(data[len(EVENT_HEADER) :])
+    assert count_fields(decoded) <= MAX_FIELDS
+    assert decoded["integration"] == "aws" and decoded["aws"]["source"] == "ecr_image_scan"
+    assert decoded["aws"]["event_type"] in {"finding", "scan_summary", "unparsed"}
+    return decoded
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message=messages, stream=stream_names, group=st.text(max_size=600), timestamp=st.integers())
+def test_any_input_gives_one_event_that_fits(message, stream, group, timestamp):
+    event = flatten(LogEvent(group, stream, "1", timestamp, message), "us-east-1")
+    decoded = assert_fits(event)
+    if decoded["aws"]["event_type"] == "unparsed":
+        assert decoded["aws"]["ecr"]["parse_error"]
+        assert decoded["aws"]["ecr"]["raw_message"] == message or decoded["aws"]["ecr"].get("trimmed")
+
+
+def test_two_megabyte_message_is_trimmed_not_dropped():
+    message = json.dumps({"name": "CVE-2024-1", "severity": "HIGH", "description": "\u00e9" * 2_000_000})
+    decoded = assert_fits(flatten(LogEvent(GROUP, GOOD_STREAM, "1", 0, message), "us-east-1"))
+    assert decoded["aws"]["ecr"]["trimmed"] is True
+    assert decoded["vulnerability"]["cve"] == "CVE-2024-1"
+    assert decoded["vulnerability"]["description"].startswith("\u00e9\u00e9\u00e9")
+    assert len(decoded["vulnerability"]["description"]) > 5000  # trimmed to fit, not emptied
+
+
+def test_two_megabyte_garbage_is_an_unparsed_event_with_the_start_of_the_text():
+    message = "<html>" + "x" * 2_000_000
+    decoded = assert_fits(flatten(LogEvent(GROUP, GOOD_STREAM, "1", 0, message), "us-east-1"))
+    assert decoded["aws"]["event_type"] == "unparsed"
+    assert decoded["aws"]["ecr"]["raw_message"].startswith("<html>xxx")
+
+
+def test_thousands_of_attributes_are_trimmed_to_the_field_budget():
+    attrs = [{"key": f"k{i}", "value": "v"} for i in range(5000)]
+    attrs.insert(0, {"key": "package_name", "value": "zlib"})
+    message = json.dumps({"name": "CVE-1", "severity": "LOW", "attributes": attrs})
+    decoded = assert_fits(flatten(LogEvent(GROUP, GOOD_STREAM, "1", 0, message), "us-east-1"))
+    ecr = decoded["aws"]["ecr"]
+    assert ecr["trimmed"] is True
+    assert ecr["attributes_dropped"] + len(ecr["attributes"]) == 5001
+    assert decoded["vulnerability"]["package"]["name"] == "zlib"
+
+
+def test_nul_quotes_backslashes_and_emoji_survive_as_json():
+    description = 'a "quoted" \\path\\ NUL\x00 newline\n tab\t emoji \U0001f680 lone surrogate \ud800'
+    message = json.dumps({"name": "CVE-1", "severity": "LOW", "description": description})
+    decoded = assert_fits(flatten(LogEvent(GROUP, GOOD_STREAM, "1", 0, message), "us-east-1"))
+    assert decoded["vulnerability"]["description"] == description
+
+
+def test_null_array_and_duplicated_keys():
+    for message in ("null", "[]", '[{"name": "CVE-1"}]'):
+        decoded = assert_fits(flatten(LogEvent(GROUP, GOOD_STREAM, "1", 0, message), "us-east-1"))
+        assert decoded["aws"]["event_type"] == "unparsed"
+    dup = '{"name": "CVE-1", "name": "CVE-2", "severity": "LOW"}'
+    decoded = assert_fits(flatten(LogEvent(GROUP, GOOD_STREAM, "1", 0, dup), "us-east-1"))
+    assert (
+        decoded["vulnerability"]["cve"] == "CVE-2"
+    )  # json's rule: the last one wins, as in the Lambda's data
+
+
+def test_tag_of_300_characters_and_repository_with_several_slashes():
+    stream = f"CRITICAL-{'t' * 300}-{DIGEST}-2025-06-07T02-02-04Z"
+    decoded = assert_fits(flatten(LogEvent(GROUP, stream, "1", 0, '{"name": "CVE-1"}'), "us-east-1"))
+    assert decoded["aws"]["ecr"]["image_tag"] == "t" * 300
+    assert decoded["aws"]["ecr"]["repository"] == "a/b/c"
