@@ -53,7 +53,7 @@ class CallCounter:
 def client_config(settings: Settings, region: str) -> Config:
     return Config(
         region_name=region,
-        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
         user_agent_extra=f"wazuh-ecr-scan/{__version__}",
