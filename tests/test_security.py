@@ -1,0 +1,39 @@
+"""Secrets never reach a log line, a status line or an event, at any --debug level."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from conftest import cli_env, run_cli
+from lambda_writer import make_scan, write_scan
+from wazuh_ecr_scan.logs import mask
+
+SECRETS = [cli_env()[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+
+
+@pytest.mark.parametrize("debug", ["0", "1", "2", "3"])
+def test_no_credential_in_any_output(logs, receiver, cli_args, debug):
+    write_scan(logs, make_scan(random.Random(1), "web", "v1", int(time.time() * 1000) - 60_000, {"HIGH": 2}))
+    result = run_cli(*cli_args("--debug", debug))
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = receiver.take()
+    assert len(got.events) == 3
+    everything = result.stdout + result.stderr + "".join(d.decode(errors="replace") for d in got.raw)
+    for secret in SECRETS:
+        assert secret not in everything
+    if debug == "3":
+        assert "botocore" in result.stderr or "DEBUG" in result.stderr  # the noisy level really ran
+    assert not [s for s in got.status if ": DEBUG:" in s]  # debug lines never become events
+
+
+def test_mask_patterns():
+    line = (
+        "Credential=AKIAABCDEFGHIJKLMNOP/20261126/us-east-1/logs, Signature=0123abcdef, "
+        "'X-Amz-Security-Token': 'IQoJb3JpZ2luX2VjEJr', aws_secret_access_key=abc/def+ghi"
+    )
+    masked = mask(line, set())
+    for secret in ("AKIAABCDEFGHIJKLMNOP", "0123abcdef", "IQoJb3JpZ2luX2VjEJr", "abc/def+ghi"):
+        assert secret not in masked
+    assert mask("token s3cr3t-value here", {"s3cr3t-value"}) == "token *** here"
