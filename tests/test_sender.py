@@ -60,7 +60,7 @@ def test_analysisd_gone_for_good_raises(short_dir):
     sender = SocketSender(path)
     server.close()
     os.unlink(path)
-    with pytest.raises(AnalysisdUnavailable, match="No such file or directory|Connection refused"):
+    with pytest.raises(AnalysisdUnavailable, match=r"No such file or directory|Connection refused"):
         sender.send(b"1:x:lost")
 
 
