@@ -47,6 +47,7 @@ class Receiver:
         self.sock.settimeout(0.05)
         self.received = Received()
         self.paused = threading.Event()
+        self.pause_after: int | None = None  # stop reading after this many datagrams (a stalled analysisd)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, daemon=True)
@@ -62,6 +63,8 @@ class Receiver:
             except (TimeoutError, OSError):
                 continue
             with self._lock:
+                if self.pause_after is not None and len(self.received.raw) + 1 >= self.pause_after:
+                    self.paused.set()
                 self.received.raw.append(data)
                 if data.startswith(EVENT_HEADER):
                     self.received.events.append(json.loads(data[len(EVENT_HEADER) :]))

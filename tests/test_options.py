@@ -1,0 +1,147 @@
+"""Options an administrator sets: stream removal, discarding, where reading starts, replay formats,
+and bad values refused with one clear line before any AWS call."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+from conftest import run_cli
+from lambda_writer import make_scan, write_scan
+from wazuh_ecr_scan.config import parse_date_ms, parse_interval
+from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG, EXIT_CREDENTIALS, ConfigError
+
+NOW_MS = int(time.time() * 1000)
+
+
+def stream_names(logs, group: str) -> set[str]:
+    pages = logs.get_paginator("describe_log_streams").paginate(logGroupName=group)
+    return {s["logStreamName"] for page in pages for s in page["logStreams"]}
+
+
+def test_remove_log_streams_deletes_only_streams_past_the_late_write_window(logs, receiver, cli_args):
+    rng = random.Random(1)
+    old = make_scan(rng, "web", "old", NOW_MS - 3_600_000, {"HIGH": 2, "LOW": 1})
+    fresh = make_scan(rng, "web", "fresh", NOW_MS - 60_000, {"HIGH": 1})
+    write_scan(logs, old)
+    write_scan(logs, fresh)
+    result = run_cli(*cli_args("--remove-log-streams"))
+    assert result.returncode == 0, result.stderr
+    assert len(receiver.take().events) == old.event_count() + fresh.event_count()
+    remaining = stream_names(logs, old.log_group)
+    assert remaining == {name for name, _ in fresh.streams()}  # the fresh scan may still be written to
+    assert run_cli(*cli_args("--remove-log-streams")).returncode == 0
+    assert receiver.take().events == []
+
+
+def test_discard_regex_drops_matching_events_and_counts_them(logs, receiver, cli_args):
+    write_scan(logs, make_scan(random.Random(2), "web", "v1", NOW_MS - 60_000, {"HIGH": 3, "LOW": 4}))
+    result = run_cli(*cli_args("--discard-field", "vulnerability.severity", "--discard-regex", "^Low$"))
+    assert result.returncode == 0, result.stderr
+    got = receiver.take()
+    assert sorted(e["vulnerability"]["severity"] for e in got.events if "vulnerability" in e) == ["High"] * 3
+    assert "discarded=4" in result.stderr
+    assert run_cli(*cli_args()).returncode == 0
+    assert receiver.take().events == []  # discarded is final, not re-read later
+
+
+def test_default_start_is_today_and_state_wins_over_only_logs_after(logs, receiver, cli_args, short_dir):
+    rng = random.Random(3)
+    yesterday = make_scan(rng, "web", "y", NOW_MS - 3 * 86_400_000, {"HIGH": 1})
+    write_scan(logs, yesterday)
+    args = [a for a in cli_args() if a not in ("--only_logs_after", "2020-JAN-01")]
+    assert run_cli(*args).returncode == 0
+    assert receiver.take().events == []  # before today 00:00 UTC: not read by default
+    assert run_cli(*cli_args()).returncode == 0
+    assert receiver.take().events == []  # the group has state now: only_logs_after no longer applies
+
+
+def test_replay_of_filter_log_events_output(tmp_path, capsys):
+    from wazuh_ecr_scan.cli import main
+
+    with open("tests/recordings/multi-repo.jsonl") as f:
+        recording = [json.loads(line) for line in f]
+    group = recording[0]["logGroupName"]
+    events = [
+        {k: v for k, v in e.items() if k != "logGroupName"} for e in recording if e["logGroupName"] == group
+    ]
+    path = tmp_path / "filter.json"
+    path.write_text(json.dumps({"events": events, "searchedLogStreams": []}))
+    assert main(["--run-once", "--output", "stdout", "--replay", str(path), "--aws_log_groups", group]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(out) == len(events)
+    assert {e["aws"]["log_info"]["log_group"] for e in out} == {group}
+    assert main(["--run-once", "--output", "stdout", "--replay", str(path)]) == EXIT_BAD_CONFIG
+    assert "give exactly one --aws_log_groups" in capsys.readouterr().err
+
+
+def test_replay_through_a_state_file_is_de_duplicated(tmp_path, capsys):
+    from wazuh_ecr_scan.cli import main
+
+    args = [
+        "--run-once",
+        "--output",
+        "stdout",
+        "--replay",
+        "tests/recordings/multi-repo.jsonl",
+        "--state_db",
+        str(tmp_path / "s.db"),
+    ]
+    assert main(args) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 24
+    assert main(args) == 0
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--regions", "us-east-1,moon-1"], "--regions: 'moon-1' is not an AWS region"),
+        (["--only_logs_after", "2024-FOO-01"], "--only_logs_after: '2024-FOO-01' is not a date"),
+        (["--only_logs_after", "yesterday"], "--only_logs_after: 'yesterday' is not a date"),
+        (["--interval", "5 minutes"], "--interval: '5 minutes' is not a positive interval"),
+        (["--interval", "0s"], "--interval: '0s' is not a positive interval"),
+        (
+            ["--discard-field", "x", "--discard-regex", "(unclosed"],
+            "--discard-regex: '(unclosed' is not a valid",
+        ),
+        (["--discard-regex", "x"], "--discard-field and --discard-regex go together"),
+        (["--no-such-flag"], "bad arguments: unrecognized arguments: --no-such-flag"),
+        (["--debug", "7"], "bad arguments: argument --debug"),
+        (["--replay", "/nonexistent.jsonl"], "--replay: /nonexistent.jsonl: no such file"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line_and_exit_2(args, message, moto):
+    # The endpoint is real: had the module called AWS before checking, the run would have gone on.
+    result = run_cli("--run-once", "--service_endpoint", moto, "--state_db", "/tmp/never.db", *args)
+    assert result.returncode == EXIT_BAD_CONFIG
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert " wazuh-ecr-scan: ERROR: " in lines[0]
+
+
+def test_unknown_profile_is_a_credentials_error_before_any_call(moto, short_dir):
+    result = run_cli(
+        "--run-once",
+        "--service_endpoint",
+        moto,
+        "--state_db",
+        str(short_dir / "s.db"),
+        "--output",
+        "stdout",
+        "--aws_profile",
+        "no-such-profile",
+    )
+    assert result.returncode == EXIT_CREDENTIALS
+    assert "AWS profile 'no-such-profile' not found" in result.stderr
+
+
+def test_dates_and_intervals():
+    assert parse_date_ms("2024-JAN-01") == parse_date_ms("2024-01-01") == 1704067200000
+    assert parse_date_ms("2024-jan-01") == 1704067200000
+    assert parse_date_ms("2024-01-01T12:00:00+02:00") == 1704103200000
+    assert [parse_interval(t) for t in ("30s", "5m", "1h", "1d", "90")] == [30, 300, 3600, 86400, 90]
+    with pytest.raises(ConfigError):
+        parse_date_ms("2024-13-45")
