@@ -1,0 +1,78 @@
+"""Golden end-to-end: the core's flattened events (tests/golden/*.jsonl) through the rules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ruletest import Engine, project_engine
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+GOLDEN_FILES = sorted(GOLDEN_DIR.glob("*.jsonl"))
+
+# (event_type, severity or truncated) -> (rule, level)
+EXPECTED = {
+    ("finding", "Critical"): (110202, 13),
+    ("finding", "High"): (110203, 10),
+    ("finding", "Medium"): (110204, 7),
+    ("finding", "Untriaged"): (110205, 7),
+    ("finding", "Low"): (110206, 5),
+    ("finding", "Informational"): (110207, 3),
+    ("finding", None): (110208, 7),
+    ("scan_summary", False): (110220, 3),
+    ("scan_summary", True): (110221, 7),
+    ("unparsed", None): (110230, 5),
+}
+
+# One row per recording: how many alerts of each rule it must produce.
+RECORDINGS = {
+    "malformed": {110230: 10, 110203: 6},
+    "multi-repo": {110202: 3, 110203: 4, 110204: 5, 110205: 1, 110206: 3, 110207: 3, 110220: 5},
+    "truncated-1200": {110203: 333, 110204: 415, 110206: 252, 110221: 1},
+}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return project_engine()
+
+
+def _key(event: dict) -> tuple[str, object]:
+    kind = event["aws"]["event_type"]
+    if kind == "finding":
+        return kind, event.get("vulnerability", {}).get("severity")
+    if kind == "scan_summary":
+        return kind, event["aws"]["ecr"]["truncated"]
+    return kind, None
+
+
+def _rule_counts(engine: Engine, path: Path) -> Counter:
+    counts: Counter = Counter()
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        result = engine.process("1:Wazuh-AWS:" + line)
+        assert (result.rule_id, result.level) == EXPECTED[_key(event)], (path.name, line[:200])
+        assert result.decoder == "json"
+        counts[result.rule_id] += 1
+    return counts
+
+
+def test_golden_files_exist() -> None:
+    assert GOLDEN_FILES, f"no golden events in {GOLDEN_DIR}"
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
+def test_golden_events_land_on_expected_rules(engine: Engine, path: Path) -> None:
+    counts = _rule_counts(engine, path)
+    if path.stem in RECORDINGS:
+        assert dict(counts) == RECORDINGS[path.stem]
+
+
+def test_every_recording_has_a_row() -> None:
+    assert {p.stem for p in GOLDEN_FILES} <= set(RECORDINGS), "add a row to RECORDINGS for each recording"
