@@ -71,6 +71,12 @@ def test_other_stream_names_do_not_parse(name):
 def test_repository_keeps_every_slash():
     assert repository_of("/aws/ecr/image-scan-findings/a/b/c") == "a/b/c"
     assert repository_of("/custom/prefix/web") == "web"
+    # a narrower discovery prefix does not cut the repository name
+    assert (
+        repository_of("/aws/ecr/image-scan-findings/prod/api", "/aws/ecr/image-scan-findings/prod/")
+        == "prod/api"
+    )
+    assert repository_of("/custom/ecr/team/web", "/custom/ecr") == "team/web"
 
 
 def test_finding_fields_from_a_native_finding():

@@ -121,3 +121,39 @@ def test_tag_of_300_characters_and_repository_with_several_slashes():
     decoded = assert_fits(flatten(LogEvent(GROUP, stream, "1", 0, '{"name": "CVE-1"}'), "us-east-1"))
     assert decoded["aws"]["ecr"]["image_tag"] == "t" * 300
     assert decoded["aws"]["ecr"]["repository"] == "a/b/c"
+
+
+def test_poison_messages_found_in_review_become_unparsed_not_crashes():
+    deep = '{"name": ' + "[" * 950 + "]" * 950 + ', "severity": "HIGH"}'  # loads, but dumps recurses deeper
+    huge_score = json.dumps({"description": "x", "packageVulnerabilityDetails": {"cvss": [{"baseScore": 0}]}})
+    huge_score = huge_score.replace('"baseScore": 0', '"baseScore": ' + "9" * 401)
+    summary = "SUMMARY-v1-" + DIGEST + "-2025-06-07T02-02-04Z"
+    for stream, message in (
+        (GOOD_STREAM, deep),
+        (GOOD_STREAM, huge_score),
+        (summary, '{"HIGH": ' + "9" * 4300 + ', "LOW": ' + "9" * 4300 + "}"),
+    ):
+        decoded = assert_fits(flatten(LogEvent(GROUP, stream, "1", 0, message), "us-east-1"))
+        assert decoded["aws"]["event_type"] in {"unparsed", "finding"}
+
+
+def test_oversize_keys_drop_attributes_and_never_blank_the_identity():
+    rocket = "\U0001f680" * 127
+    attrs = [{"key": f"{rocket}{i}", "value": "v" * 280} for i in range(200)]
+    group = "/aws/ecr/image-scan-findings/" + "r" * 250
+    message = json.dumps({"name": "CVE-1", "severity": "LOW", "attributes": attrs})
+    decoded = assert_fits(flatten(LogEvent(group, GOOD_STREAM, "1", 0, message), "us-east-1"))
+    ecr = decoded["aws"]["ecr"]
+    assert decoded["aws"]["log_info"]["log_group"] == group
+    assert ecr["repository"] == "r" * 250 and ecr["image_tag"] == "v1"
+    assert ecr["attributes_dropped"] > 0 and ecr["trimmed"] is True
+    assert decoded["vulnerability"]["cve"] == "CVE-1"
+
+
+def test_no_empty_strings_or_nulls_in_findings():
+    attrs = [{"key": "package_name", "value": None}, {"key": "x", "value": ""}, {"key": "y", "value": "1"}]
+    message = json.dumps({"name": "CVE-1", "severity": "", "attributes": attrs})
+    decoded = assert_fits(flatten(LogEvent(GROUP, GOOD_STREAM, "1", 0, message), "us-east-1"))
+    assert decoded["aws"]["ecr"]["attributes"] == {"y": "1"}
+    assert "original_severity" not in decoded["aws"]["ecr"]
+    assert decoded["vulnerability"]["severity"] == "High"  # from the stream name

@@ -23,7 +23,7 @@ def test_delivered_ids_and_stream_offsets_survive_a_reopen(tmp_path):
     path = str(tmp_path / "state.db")
     store = StateStore(path)
     store.commit_delivered(KEY, events(3, "a") + events(2, "b", ts=2000))
-    store.finish_group(KEY, read_until_ms=5000, forget_before_ms=None)
+    store.finish_group(KEY, read_until_ms=5000, forget_before_ms=0)
     store.close()
 
     store = StateStore(path)
@@ -104,11 +104,36 @@ def test_finishing_a_group_prunes_what_can_no_longer_be_re_read(tmp_path):
     store.close()
 
 
-def test_read_until_never_moves_back(tmp_path):
+def test_read_until_follows_a_clock_that_was_set_back(tmp_path):
+    # A pass made while the clock ran an hour ahead must not hold every later window in the future.
     store = StateStore(str(tmp_path / "state.db"))
-    store.finish_group(KEY, 10_000, None)
-    store.finish_group(KEY, 5_000, None)
-    assert store.read_until(KEY) == 10_000
+    store.finish_group(KEY, 3_600_000 + 10_000, 0)
+    store.finish_group(KEY, 20_000, 0)
+    assert store.read_until(KEY) == 20_000
+    assert store.last_pass(KEY.account, KEY.region) == 20_000
+    assert store.last_pass(KEY.account, "eu-west-1") is None
+    store.close()
+
+
+def test_remove_log_streams_keeps_stream_rows_until_deleted(tmp_path):
+    store = StateStore(str(tmp_path / "state.db"))
+    store.commit_delivered(KEY, events(2, "old", ts=1_000))
+    store.finish_group(KEY, 100_000, 50_000, prune_streams=False)
+    assert store.streams_done_before(KEY, 50_000) == ["old"]  # a failed delete is tried again next pass
+    store.forget_stream(KEY, "old")
+    assert store.streams_done_before(KEY, 50_000) == []
+    store.close()
+
+
+def test_a_locked_database_is_a_state_error_not_a_crash(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = StateStore(path)
+    store.db.execute("PRAGMA busy_timeout=100")
+    other = sqlite3.connect(path)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StateError, match=r"cannot write state file .*locked"):
+        store.commit_delivered(KEY, events(1))
+    other.rollback()
     store.close()
 
 

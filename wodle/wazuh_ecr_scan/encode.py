@@ -14,6 +14,19 @@ MAX_FIELDS = 256
 TRIM_FIRST = (("vulnerability", "description"), ("aws", "ecr", "raw_message"))
 # Never cut below this many characters while another field can give way.
 MIN_KEEP = 64
+# What names the event: shortened only when nothing else is left to cut.
+IDENTITY = {
+    ("integration",),
+    ("aws", "source"),
+    ("aws", "event_type"),
+    ("aws", "region"),
+    ("aws", "log_info"),
+    ("aws", "ecr", "repository"),
+    ("aws", "ecr", "image_digest"),
+    ("aws", "ecr", "image_tag"),
+    ("aws", "ecr", "scan_time"),
+}
+MAPS = ("attributes", "severity_counts")
 
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
@@ -49,19 +62,28 @@ def count_fields(value: Any) -> int:
 
 
 def _encode_trimmed(event: dict[str, Any]) -> bytes:
+    """Fit the field budget, then the datagram: cut free text (description first), then drop map
+    entries (attributes, counts), and only as a last resort shorten the names that identify the event."""
     event = json.loads(_dumps(event))  # a private deep copy
     ecr = event["aws"].setdefault("ecr", {})
     ecr["trimmed"] = True
     _trim_maps_to_field_budget(event, ecr)
     data = EVENT_HEADER + _dumps(event).encode("ascii")
     while len(data) > MAX_DATAGRAM:
-        _shorten_one_field(event, len(data) - MAX_DATAGRAM)
+        excess = len(data) - MAX_DATAGRAM
+        free_text = [p for p in _string_paths(event) if p[:2] not in IDENTITY and p[:3] not in IDENTITY]
+        if not (
+            _shorten_text(event, excess, free_text, MIN_KEEP)
+            or _drop_map_entries(ecr, excess)
+            or _shorten_text(event, excess, _string_paths(event), 0)
+        ):
+            raise ValueError("event cannot be cut under the datagram limit")  # keys alone over 64 KiB
         data = EVENT_HEADER + _dumps(event).encode("ascii")
     return data
 
 
 def _trim_maps_to_field_budget(event: dict[str, Any], ecr: dict[str, Any]) -> None:
-    for key in ("attributes", "severity_counts"):
+    for key in MAPS:
         excess = count_fields(event) - MAX_FIELDS
         mapping = ecr.get(key)
         if excess <= 0 or not isinstance(mapping, dict):
@@ -71,17 +93,35 @@ def _trim_maps_to_field_budget(event: dict[str, Any], ecr: dict[str, Any]) -> No
         ecr[f"{key}_dropped"] = len(mapping) - keep
 
 
-def _shorten_one_field(event: dict[str, Any], excess: int) -> None:
-    """Cut the first TRIM_FIRST field still longer than MIN_KEEP, else the longest string, by about
-    `excess` encoded bytes. Every call shortens one string, so the caller's loop ends."""
-    candidates = [path for path in TRIM_FIRST if len(_get(event, path) or "") > MIN_KEEP]
-    path = candidates[0] if candidates else max(_string_paths(event), key=lambda p: len(_get(event, p)))
+def _shorten_text(event: dict[str, Any], excess: int, paths: list[tuple[str, ...]], floor: int) -> bool:
+    """Cut the first TRIM_FIRST field, else the longest of `paths`, longer than `floor`, by about
+    `excess` encoded bytes. False when no such field is left."""
+    paths = [p for p in paths if len(_get(event, p)) > floor]
+    if not paths:
+        return False
+    first = [p for p in TRIM_FIRST if p in paths]
+    path = first[0] if first else max(paths, key=lambda p: _encoded_len(_get(event, p)))
     text = _get(event, path)
     encoded = _encoded_len(text)
-    keep = len(text) * max(encoded - excess - 16, 0) // encoded
-    if candidates:
-        keep = max(keep, MIN_KEEP)
+    keep = max(len(text) * max(encoded - excess - 16, 0) // encoded, floor)
     _set(event, path, text[: min(keep, len(text) - 1)])
+    return True
+
+
+def _drop_map_entries(ecr: dict[str, Any], excess: int) -> bool:
+    """Drop entries from the end of the attribute (then count) map until about `excess` bytes are gone."""
+    for key in MAPS:
+        mapping = ecr.get(key)
+        if not isinstance(mapping, dict) or not mapping:
+            continue
+        items = list(mapping.items())
+        while items and excess > 0:
+            name, value = items.pop()
+            excess -= len(_dumps({name: value}))
+            ecr[f"{key}_dropped"] = ecr.get(f"{key}_dropped", 0) + 1
+        ecr[key] = dict(items)
+        return True
+    return False
 
 
 def _encoded_len(text: str) -> int:
@@ -98,13 +138,13 @@ def _string_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, .
     return paths
 
 
-def _get(event: dict[str, Any], path: tuple[str, ...]) -> Any:
+def _get(event: dict[str, Any], path: tuple[str, ...]) -> str:
     value: Any = event
     for key in path:
         if not isinstance(value, dict) or key not in value:
-            return None
+            return ""
         value = value[key]
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) else ""
 
 
 def _set(event: dict[str, Any], path: tuple[str, ...], text: str) -> None:

@@ -31,6 +31,7 @@ SEVERITIES = {
 SUMMARY_KEYS = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 FINDING_KEYS = frozenset(("name", "description", "uri", "severity", "attributes"))
 MAX_ATTRIBUTE_KEY = 128
+MAX_COUNT = 2**53  # beyond it a count is not a count (and its JSON could outgrow int limits)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ def flatten(event: LogEvent, region: str, group_prefix: str = DEFAULT_GROUP_PREF
             return _envelope(event, region, "scan_summary", _summary_fields(payload, ecr))
         return _finding(event, region, ecr, payload)
     except ParseError as exc:
-        return _unparsed(event, region, ecr, str(exc))
+        return _unparsed(event, region, dict(context), str(exc))
+    except Exception as exc:  # one odd message must never stop the ingestion of the rest
+        return _unparsed(event, region, dict(context), f"cannot map message: {exc.__class__.__name__}: {exc}")
 
 
 def _envelope(event: LogEvent, region: str, event_type: str, ecr: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +136,8 @@ def _summary_fields(payload: Any, ecr: dict[str, Any]) -> dict[str, Any]:
         raise ParseError(f"summary message is a JSON {_json_type(payload)}, not an object of counts")
     counts = dict.fromkeys(SUMMARY_KEYS, 0)
     for key, value in payload.items():
-        if type(value) is not int or value < 0:
-            raise ParseError(f"summary count {key!r} is not a non-negative integer")
+        if type(value) is not int or not 0 <= value < MAX_COUNT:
+            raise ParseError(f"summary count {str(key)[:MAX_ATTRIBUTE_KEY]!r} is not a non-negative integer")
         counts[str(key)[:MAX_ATTRIBUTE_KEY]] = value
     total = sum(counts.values())
     ecr["severity_counts"] = counts
@@ -173,6 +176,8 @@ def _attributes(raw: Any) -> dict[str, str]:
             raise ParseError("finding attribute is not an object with a string key")
         key = item["key"][:MAX_ATTRIBUTE_KEY] or "_"
         value = item.get("value")
+        if value is None or value == "":
+            continue  # nothing to keep: the schema has no nulls and no empty strings
         value = value if isinstance(value, str) else json.dumps(value)
         unique, n = key, 1
         while unique in attributes:  # a repeated key keeps every value: key, key_2, key_3...
@@ -230,7 +235,8 @@ def _enhanced_vulnerability(payload: dict[str, Any]) -> dict[str, Any]:
     if isinstance(cvss, list) and cvss and isinstance(cvss[0], dict):
         base = _number(cvss[0].get("baseScore"))
         if base is not None:
-            vulnerability["score"] = {"base": base, "version": str(cvss[0].get("version", ""))}
+            vulnerability["score"] = {"base": base}
+            _put_text(vulnerability["score"], "version", cvss[0].get("version"))
     return vulnerability
 
 
@@ -238,7 +244,7 @@ def _severity(raw: Any, stream_kind: str | None, ecr: dict[str, Any]) -> str:
     severity = SEVERITIES.get(str(raw).upper()) if raw is not None else None
     if severity is None:
         severity = SEVERITIES.get(stream_kind or "", "Untriaged")
-        if raw is not None:
+        if raw is not None and raw != "":
             ecr["original_severity"] = str(raw)[:MAX_ATTRIBUTE_KEY]
     return severity
 
@@ -254,7 +260,7 @@ def _number(value: Any) -> float | int | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if not math.isfinite(number):
         return None

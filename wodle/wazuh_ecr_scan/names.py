@@ -26,9 +26,12 @@ class StreamName:
 
 
 def repository_of(log_group: str, prefix: str = DEFAULT_GROUP_PREFIX) -> str:
-    """Everything after the prefix: repository names may contain '/'."""
-    if prefix and log_group.startswith(prefix) and len(log_group) > len(prefix):
-        return log_group[len(prefix) :]
+    """Everything after the Lambda's prefix (or else the discovery prefix): repository names may
+    contain '/'. A group under neither gives its last path segment."""
+    for each in (DEFAULT_GROUP_PREFIX, prefix):
+        rest = log_group[len(each) :].lstrip("/") if each and log_group.startswith(each) else ""
+        if rest:
+            return rest
     return log_group.rstrip("/").rsplit("/", 1)[-1] or log_group
 
 

@@ -24,6 +24,9 @@ class Sender(Protocol):
 
     def send_status(self, line: str) -> None: ...
 
+    def flush(self) -> None:
+        """Everything sent so far has left the process (called before state is committed)."""
+
     def close(self) -> None: ...
 
 
@@ -45,6 +48,9 @@ class SocketSender:
 
     def send_status(self, line: str) -> None:
         self.send(encode_status(line))
+
+    def flush(self) -> None:
+        pass  # a datagram is in analysisd's queue once send() returned
 
     def close(self) -> None:
         if self._sock is not None:
@@ -102,8 +108,14 @@ class StdoutSender:
     def send_status(self, line: str) -> None:
         pass
 
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            raise AnalysisdUnavailable("standard output was closed by its reader") from exc
+
     def close(self) -> None:
-        self.stream.flush()
+        self.flush()
 
 
 class StatusHandler(logging.Handler):

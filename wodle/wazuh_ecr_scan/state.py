@@ -74,13 +74,20 @@ class StateStore:
     # -- reading -------------------------------------------------------------------------------
 
     def read_until(self, key: GroupKey) -> int | None:
-        row = self.db.execute(
+        rows = self._query(
             "SELECT read_until_ms FROM groups WHERE account=? AND region=? AND log_group=?", _k(key)
-        ).fetchone()
-        return row[0] if row else None
+        )
+        return rows[0][0] if rows else None
+
+    def last_pass(self, account: str, region: str) -> int | None:
+        """The latest complete pass over any group of this account and region, if there was one."""
+        rows = self._query(
+            "SELECT max(read_until_ms) FROM groups WHERE account=? AND region=?", (account, region)
+        )
+        return rows[0][0]
 
     def seen_ids(self, key: GroupKey, since_ms: int) -> set[tuple[str, str]]:
-        rows = self.db.execute(
+        rows = self._query(
             "SELECT log_stream, event_id FROM seen_events"
             " WHERE account=? AND region=? AND log_group=? AND timestamp_ms >= ?",
             (*_k(key), since_ms),
@@ -88,7 +95,7 @@ class StateStore:
         return set(rows)
 
     def streams_done_before(self, key: GroupKey, before_ms: int) -> list[str]:
-        rows = self.db.execute(
+        rows = self._query(
             "SELECT log_stream FROM streams"
             " WHERE account=? AND region=? AND log_group=? AND last_event_ms < ?",
             (*_k(key), before_ms),
@@ -130,21 +137,24 @@ class StateStore:
                 ],
             )
 
-    def finish_group(self, key: GroupKey, read_until_ms: int, forget_before_ms: int | None) -> None:
+    def finish_group(
+        self, key: GroupKey, read_until_ms: int, forget_before_ms: int, prune_streams: bool = True
+    ) -> None:
         """The pass over `key` completed: later passes read from `read_until_ms` (less the late-write
-        window); ids and streams older than `forget_before_ms` can no longer be read again."""
+        window); ids (and, with `prune_streams`, streams) older than `forget_before_ms` can no longer be
+        read again. Stored as given, not max()ed: a pass made with a clock that ran ahead must not hold
+        every later pass's window in the future."""
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO groups VALUES (?,?,?,?) ON CONFLICT (account, region, log_group)"
-                " DO UPDATE SET read_until_ms = max(read_until_ms, excluded.read_until_ms)",
+                " DO UPDATE SET read_until_ms = excluded.read_until_ms",
                 (*_k(key), read_until_ms),
             )
-            if forget_before_ms is not None:
-                db.execute(
-                    "DELETE FROM seen_events"
-                    " WHERE account=? AND region=? AND log_group=? AND timestamp_ms < ?",
-                    (*_k(key), forget_before_ms),
-                )
+            db.execute(
+                "DELETE FROM seen_events WHERE account=? AND region=? AND log_group=? AND timestamp_ms < ?",
+                (*_k(key), forget_before_ms),
+            )
+            if prune_streams:
                 db.execute(
                     "DELETE FROM streams WHERE account=? AND region=? AND log_group=? AND last_event_ms < ?",
                     (*_k(key), forget_before_ms),
@@ -168,6 +178,15 @@ class StateStore:
     def _transaction(self):
         return _Transaction(self)
 
+    def _query(self, sql: str, params: tuple) -> list[tuple]:
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StateError(f"cannot read state file {self.path}: {error}") from error
+
+    def write_error(self, error: sqlite3.Error) -> StateError:
+        return StateError(f"cannot write state file {self.path}: {error}")
+
     def _connect(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
@@ -189,14 +208,19 @@ class _Transaction:
         self.store = store
 
     def __enter__(self) -> sqlite3.Connection:
-        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.store.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise self.store.write_error(error) from error
         return self.store.db
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self.store.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         except sqlite3.Error as error:
-            raise StateError(f"cannot write state file {self.store.path}: {error}") from error
+            raise self.store.write_error(error) from error
+        if isinstance(exc, sqlite3.Error):
+            raise self.store.write_error(exc) from exc
 
 
 def _migrate(db: sqlite3.Connection) -> None:
