@@ -1,34 +1,61 @@
-"""`wazuh-ecr-scan`: parse the settings, hold the state lock, run passes, map failures to exit codes."""
+"""`wazuh-ecr-scan`: parse the settings, hold the state lock, run passes, map failures to exit codes.
+
+`wazuh-ecr-scan install|uninstall ...` go to install.py; `--check-config` to check_config.py. With
+--config, each `<service type="cloudwatchlogs">` block is read in every pass with its own credentials,
+regions, groups and state-DB account label (one Poller per block).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session
-from wazuh_ecr_scan.config import Settings, parse_args
-from wazuh_ecr_scan.errors import EXIT_AWS, EXIT_INTERNAL, EXIT_OK, FatalError
-from wazuh_ecr_scan.logs import log, setup_logging
+from wazuh_ecr_scan.config import Settings, early_options, parse_args
+from wazuh_ecr_scan.errors import (
+    EXIT_AWS,
+    EXIT_CREDENTIALS,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    CredentialsError,
+    FatalError,
+)
+from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.logs import PROGRESS, log, setup_logging
+from wazuh_ecr_scan.metrics import PassStats
 from wazuh_ecr_scan.poller import Poller, Source
-from wazuh_ecr_scan.reader import CloudWatchReader
+from wazuh_ecr_scan.reader import CloudWatchReader, Reader
 from wazuh_ecr_scan.replay import ReplayReader
 from wazuh_ecr_scan.sender import Sender, SocketSender, StatusHandler, StdoutSender
 from wazuh_ecr_scan.state import StateStore
 
+SUBCOMMANDS = ("install", "uninstall")
+
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        from wazuh_ecr_scan import install
+
+        return install.main(argv)
     try:
+        _setup_early_logging(argv)
         settings = parse_args(argv)
     except FatalError as exc:
-        setup_logging(0)
         log.error("%s", exc)
         return exc.exit_code
-    setup_logging(settings.debug)
     try:
+        if settings.check_config:
+            from wazuh_ecr_scan import check_config
+
+            return check_config.run(settings)
         return run(settings)
     except FatalError as exc:
         log.error("%s", exc)
@@ -41,7 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def _setup_early_logging(argv: list[str]) -> None:
+    """Logging from --debug and --log_file before the full parse, so a configuration error reaches the
+    log file too: under modulesd (ignore_output) stderr goes nowhere."""
+    setup_logging(0)
+    debug, log_file = early_options(argv)
+    setup_logging(debug, log_file=log_file)
+
+
 def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
+    if settings.disabled:
+        log.info("module disabled in %s (<disabled>yes</disabled>): nothing to read", settings.config_file)
+        return EXIT_OK
     state = StateStore(settings.state_db)
     sender: Sender | None = None
     status: StatusHandler | None = None
@@ -51,30 +89,62 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
             status = StatusHandler(sender)
             log.addHandler(status)
         stop = _stop_on_signals()
-        poller = Poller(settings, state, sender, clock, should_stop=stop.is_set)
+        counted = _ProgressSender(sender) if PROGRESS.enabled else sender
+        pollers = [(s, Poller(s, state, counted, clock, should_stop=stop.is_set)) for s in settings.passes()]
         counter = CallCounter()
+        if not settings.run_once and not settings.run_on_start:
+            log.info("waiting %ds (run_on_start is no) before the first pass", settings.interval_s)
+            if stop.wait(settings.interval_s):
+                return EXIT_OK
         while True:
             calls_before = counter.calls.copy()
-            stats = poller.run_pass(build_sources(settings, counter))
+            stats, credential_failures = _run_pass(pollers, counter)
             calls = counter.calls - calls_before
             stats.api_calls = sum(calls.values())
             log.info("%s", stats.summary_line())
-            failed = stats.errors and not settings.skip_on_error
             if settings.run_once:
-                print(stats.table(), file=sys.stderr)
-                print(
-                    "API calls: " + " ".join(f"{op}={n}" for op, n in sorted(calls.items())), file=sys.stderr
-                )
-                return EXIT_AWS if failed else EXIT_OK
+                _print_summary(stats, calls)
+                if credential_failures:
+                    return EXIT_CREDENTIALS
+                return EXIT_AWS if stats.errors and not settings.skip_on_error else EXIT_OK
             if stop.is_set() or stop.wait(max(settings.interval_s - stats.duration, 0)):
                 log.info("stopping on signal")
                 return EXIT_OK
     finally:
+        PROGRESS.clear()
         if status is not None:
             log.removeHandler(status)
         if sender is not None:
             sender.close()
         state.close()
+
+
+def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> tuple[PassStats, int]:
+    """One pass over every service block. With several blocks, one account's rejected credentials are
+    logged and the other accounts are still read; with one block the CredentialsError ends the run."""
+    total = PassStats()
+    failures = 0
+    for settings, poller in pollers:
+        try:
+            stats = poller.run_pass(build_sources(settings, counter))
+        except CredentialsError as exc:
+            if len(pollers) == 1:
+                raise
+            failures += 1
+            total.errors += 1
+            log.error("%s (account %s, %s)", exc, settings.account, settings.origin)
+            continue
+        total.groups.extend(stats.groups)
+        total.errors += stats.errors
+        total.warnings += stats.warnings
+        total.duration += stats.duration
+    return total, failures
+
+
+def _print_summary(stats: PassStats, calls: Counter[str]) -> None:
+    PROGRESS.clear()
+    print(stats.table(), file=sys.stderr)
+    print("API calls: " + " ".join(f"{op}={n}" for op, n in sorted(calls.items())), file=sys.stderr)
 
 
 def make_sender(settings: Settings) -> Sender:
@@ -84,16 +154,111 @@ def make_sender(settings: Settings) -> Sender:
 
 
 def build_sources(settings: Settings, counter: CallCounter) -> list[Source]:
-    account = settings.aws_account_id or "default"
+    account = settings.account
     if settings.replay:
         reader = ReplayReader(settings.replay, settings.regions[0], settings.log_groups)
-        return [Source(account, reader, time_filtered=False)]
+        return [Source(account, _wrap(reader, settings), time_filtered=False)]
     sources = []
     for region in settings.regions:
         session = make_session(settings, region, counter)
         client = logs_client(settings, session, region, counter)
-        sources.append(Source(account, CloudWatchReader(client, region)))
+        sources.append(Source(account, _wrap(CloudWatchReader(client, region), settings)))
     return sources
+
+
+def _wrap(reader: Reader, settings: Settings) -> Reader:
+    if settings.raw_discard_regex is not None:
+        reader = _RawDiscardReader(reader, settings.raw_discard_regex)
+    if PROGRESS.enabled:
+        reader = _ProgressReader(reader, settings.account)
+    return reader
+
+
+class _ReaderView:
+    """A reader seen through a filter; everything else (region, delete_stream) is the reader's own."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def groups(self, names: tuple[str, ...], prefix: str) -> list[str]:
+        return self._reader.groups(names, prefix)
+
+    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+        return self._reader.pages(log_group, start_ms)
+
+
+class _RawDiscardReader(_ReaderView):
+    """`<discard_regex>` without `field`: drops events whose raw message matches, before flattening.
+
+    Dropped events are not delivered, so they are not in the state DB; inside the late-write window they
+    are read and dropped again, which costs nothing more than the page already read.
+    """
+
+    def __init__(self, reader: Reader, pattern: re.Pattern[str]) -> None:
+        super().__init__(reader)
+        self.pattern = pattern
+
+    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+        for page in self._reader.pages(log_group, start_ms):
+            kept = [event for event in page if not self.pattern.search(event.message)]
+            if len(kept) != len(page):
+                log.debug("group %s: %d events discarded by discard_regex", log_group, len(page) - len(kept))
+            yield kept
+
+
+class _PassProgress:
+    """What the terminal progress line shows: the group being read and the events sent so far."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.group = ""
+        self.where = ""
+
+    def show(self, force: bool = False) -> None:
+        PROGRESS.show(f"{self.where} {self.group}: {self.sent} events sent", force=force)
+
+
+_PROGRESS_STATE = _PassProgress()
+
+
+class _ProgressReader(_ReaderView):
+    def __init__(self, reader: Reader, account: str) -> None:
+        super().__init__(reader)
+        self.account = account
+        self._positions: dict[str, int] = {}
+
+    def groups(self, names: tuple[str, ...], prefix: str) -> list[str]:
+        groups = self._reader.groups(names, prefix)
+        self._positions = {group: n for n, group in enumerate(groups, 1)}
+        return groups
+
+    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+        position = f"{self._positions.get(log_group, 0)}/{len(self._positions)}"
+        _PROGRESS_STATE.group = log_group
+        _PROGRESS_STATE.where = f"[{self.account} {self._reader.region} {position}]"
+        _PROGRESS_STATE.show(force=True)
+        return self._reader.pages(log_group, start_ms)
+
+
+class _ProgressSender:
+    """Counts events for the progress line; status lines and closing go to the real sender."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    def send(self, datagram: bytes) -> None:
+        self.sender.send(datagram)
+        _PROGRESS_STATE.sent += 1
+        _PROGRESS_STATE.show()
+
+    def send_status(self, line: str) -> None:
+        self.sender.send_status(line)
+
+    def close(self) -> None:
+        self.sender.close()
 
 
 def _stop_on_signals() -> threading.Event:

@@ -1,19 +1,27 @@
-"""Command line → Settings. Every value is checked here, before any AWS call."""
+"""Command line (and --config, the aws-s3 wodle's XML) → Settings. Every value is checked here, before
+any AWS call."""
 
 from __future__ import annotations
 
 import argparse
 import calendar
+import configparser
+import contextlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from dateutil import parser as dateparser
 
 from wazuh_ecr_scan import __version__
 from wazuh_ecr_scan.errors import ConfigError
+from wazuh_ecr_scan.logs import log
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
+
+if TYPE_CHECKING:
+    from wazuh_ecr_scan.ossec_config import ServiceBlock, WodleBlock
 
 DEFAULT_WAZUH_PATH = "/var/ossec"
 DEFAULT_INTERVAL = "5m"
@@ -25,7 +33,8 @@ DEFAULT_LATE_WINDOW_S = 20 * 60
 
 _INTERVAL_RE = re.compile(r"^(\d+)([smhdw]?)$")
 _INTERVAL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
+ROLE_ARN_RE = re.compile(r"^arn:[^:\n]*:iam::(\d{12}):role/.+$")
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
 _WAZUH_DATE_RE = re.compile(r"^\d{4}-[A-Za-z]{3}-\d{1,2}$")
 _MONTHS = {name.upper(): number for number, name in enumerate(calendar.month_abbr) if name}
 
@@ -61,15 +70,39 @@ class Settings:
     # Requests per second per region and operation; under AWS's quotas (FilterLogEvents 5-25/s by
     # Region, DescribeLogGroups about 10/s) so a pass never takes the account's whole budget.
     max_rate: float = 4.0
+    aws_account_alias: str | None = None
+    config_file: str | None = None
+    check_config: bool = False
+    log_file: str | None = None
+    run_on_start: bool = True
+    disabled: bool = False
+    # --config: state-DB label of this service block (see account), where it was read, and a discard_regex
+    # without `field`, which tests the raw CloudWatch message as Wazuh's cloudwatchlogs service does.
+    account_label: str | None = None
+    origin: str = "command line"
+    raw_discard_regex: re.Pattern[str] | None = None
+    # --config: one Settings per <service type="cloudwatchlogs"> block, each read in every pass.
+    services: tuple[Settings, ...] = ()
+
+    @property
+    def account(self) -> str:
+        """The label the state DB keys this account's offsets by."""
+        return self.account_label or self.aws_account_id or self.aws_account_alias or "default"
+
+    def passes(self) -> tuple[Settings, ...]:
+        """The settings of each service block read in a pass: the file's blocks, or the command line."""
+        return self.services or (self,)
 
 
-class _Parser(argparse.ArgumentParser):
+class StrictParser(argparse.ArgumentParser):
+    """Raises ConfigError (exit 2, one log line) instead of printing usage and exiting."""
+
     def error(self, message: str):  # type: ignore[override]
         raise ConfigError(f"bad arguments: {message} (see --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = StrictParser(
         prog="wazuh-ecr-scan",
         description="Read Amazon ECR image-scan findings from CloudWatch Logs and send one Wazuh event "
         "per finding to analysisd.",
@@ -103,14 +136,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_attempts", type=int, default=8, help="attempts per AWS call (botocore retries)")
     p.add_argument("--workers", type=int, default=4, help="groups read at the same time (1-32)")
     p.add_argument("--max_rate", type=float, default=4.0, help="requests/s per region and operation (cap)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help='aws-s3 wodle XML: <wodle name="aws-s3"> blocks or a whole ossec.conf (flags override it)',
+    )
+    p.add_argument("--aws_account_alias", help="state DB account label when there is no --aws_account_id")
+    p.add_argument(
+        "--check-config",
+        dest="check_config",
+        action="store_true",
+        help="check configuration, credentials and permissions, print the resolved settings, exit 0 or 1",
+    )
+    p.add_argument("--log_file", metavar="FILE", help="also append log lines to FILE (e.g. logs/ossec.log)")
     return p
+
+
+def early_options(argv: list[str]) -> tuple[int, str | None]:
+    """--debug and --log_file alone, for logging set up before the full parse; (0, None) if unreadable."""
+    parser = StrictParser(add_help=False)
+    parser.add_argument("--debug", default="0")
+    parser.add_argument("--log_file")
+    try:
+        args, _ = parser.parse_known_args(argv)
+    except ConfigError:
+        return 0, None
+    debug = int(args.debug) if args.debug in ("0", "1", "2", "3") else 0
+    return debug, args.log_file
 
 
 def parse_args(argv: list[str] | None) -> Settings:
     args = build_parser().parse_args(argv)
-    regions = _split(args.regions)
+    settings = _from_args(args)
+    if args.config:
+        settings = apply_config_file(settings, args.config, explicit_flags(argv))
+    return settings
+
+
+def _from_args(args: argparse.Namespace) -> Settings:
+    regions = split_list(args.regions)
     for region in regions:
-        if not _REGION_RE.match(region):
+        if not REGION_RE.match(region):
             raise ConfigError(f"--regions: {region!r} is not an AWS region name (e.g. us-east-1)")
     if not regions:
         raise ConfigError("--regions: at least one region is needed")
@@ -124,7 +190,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         raise ConfigError("--workers must be between 1 and 32")
     if not 0 < args.max_rate <= 100:
         raise ConfigError("--max_rate must be above 0 and at most 100 requests per second")
-    groups = _split(args.aws_log_groups)
+    groups = split_list(args.aws_log_groups)
     if args.replay and not os.path.isfile(args.replay):
         raise ConfigError(f"--replay: {args.replay}: no such file")
     return Settings(
@@ -154,19 +220,166 @@ def parse_args(argv: list[str] | None) -> Settings:
         max_attempts=args.max_attempts,
         workers=args.workers,
         max_rate=args.max_rate,
+        aws_account_alias=args.aws_account_alias,
+        config_file=args.config,
+        check_config=args.check_config,
+        log_file=args.log_file,
     )
+
+
+def explicit_flags(argv: list[str] | None) -> set[str]:
+    """The `dest` of every option given on the command line (defaults left out)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+# Command-line flags that override the value of every service block of --config.
+_SERVICE_FLAGS = {
+    "regions": ("regions",),
+    "aws_log_groups": ("log_groups",),
+    "only_logs_after": ("only_logs_after_ms",),
+    "aws_account_id": ("aws_account_id",),
+    "aws_account_alias": ("aws_account_alias",),
+    "aws_profile": ("aws_profile",),
+    "iam_role_arn": ("iam_role_arn",),
+    "iam_role_duration": ("iam_role_duration",),
+    "sts_endpoint": ("sts_endpoint",),
+    "service_endpoint": ("service_endpoint",),
+    "remove_log_streams": ("remove_log_streams",),
+    "discard_field": ("discard_field", "discard_regex", "raw_discard_regex"),
+    "discard_regex": ("discard_field", "discard_regex", "raw_discard_regex"),
+}
+
+
+def apply_config_file(cli: Settings, path: str, explicit: set[str]) -> Settings:
+    """Settings from the aws-s3 blocks of `path`; flags given on the command line win."""
+    from wazuh_ecr_scan import ossec_config  # config.py is imported by ossec_config
+
+    config = ossec_config.load(path)
+    enabled = [block for block in config.blocks if not block.disabled]
+    if not enabled:
+        return replace(cli, disabled=True)
+    services = [s for block in enabled for s in block.services]
+    if not services:
+        raise ConfigError(
+            f"configuration error at '{path}': no <service type=\"cloudwatchlogs\"> in the enabled "
+            '<wodle name="aws-s3"> blocks: nothing to read'
+        )
+    passes = tuple(_service_settings(cli, path, service, explicit) for service in services)
+    _refuse_shared_keys(path, passes)
+    module = {
+        # Several blocks, one pass: the shortest interval; errors are skipped only if every block says so.
+        "interval_s": cli.interval_s if "interval" in explicit else min(_interval(b) for b in enabled),
+        "skip_on_error": cli.skip_on_error or all(b.skip_on_error for b in enabled),
+        "run_on_start": any(b.run_on_start for b in enabled),
+    }
+    return replace(passes[0], services=tuple(replace(p, **module) for p in passes), **module)
+
+
+def _interval(block: WodleBlock) -> int:
+    return block.interval_s or parse_interval(DEFAULT_INTERVAL)
+
+
+def _service_settings(cli: Settings, path: str, service: ServiceBlock, explicit: set[str]) -> Settings:
+    values = {
+        "regions": service.regions,
+        "log_groups": service.aws_log_groups,
+        "only_logs_after_ms": service.only_logs_after_ms,
+        "aws_account_id": service.aws_account_id,
+        "aws_account_alias": service.aws_account_alias,
+        "aws_profile": service.aws_profile,
+        "iam_role_arn": service.iam_role_arn,
+        "iam_role_duration": service.iam_role_duration,
+        "sts_endpoint": service.sts_endpoint,
+        "service_endpoint": service.service_endpoint,
+        "remove_log_streams": service.remove_log_streams,
+        "discard_field": service.discard_field,
+        "discard_regex": service.discard_regex if service.discard_field else None,
+        "raw_discard_regex": None if service.discard_field else service.discard_regex,
+    }
+    for flag, names in _SERVICE_FLAGS.items():
+        if flag in explicit:
+            values.update({name: getattr(cli, name) for name in names})
+    origin = f"{path} line {service.line}"
+    if not values["regions"]:
+        values["regions"] = (_profile_region(values["aws_profile"], origin),)
+    role = ROLE_ARN_RE.match(values["iam_role_arn"] or "")
+    role_account = role[1] if role else None
+    label = values["aws_account_id"] or values["aws_account_alias"] or role_account or values["aws_profile"]
+    return replace(cli, account_label=label or "default", origin=origin, **values)
+
+
+def _profile_region(profile: str | None, origin: str) -> str:
+    """The profile's region in the AWS config file, as Wazuh's wodle takes it when <regions> is absent."""
+    path = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+    parser = configparser.RawConfigParser()
+    with contextlib.suppress(configparser.Error):
+        parser.read(path)
+    name = profile or "default"
+    for section in (name, f"profile {name}"):
+        if parser.has_option(section, "region") and REGION_RE.match(parser.get(section, "region").strip()):
+            return parser.get(section, "region").strip()
+    log.warning(
+        "%s: no <regions> and profile %r has no region in %s: reading us-east-1 only "
+        "(Wazuh's wodle would try every region); set <regions>",
+        origin,
+        name,
+        path,
+    )
+    return "us-east-1"
+
+
+def _refuse_shared_keys(path: str, passes: tuple[Settings, ...]) -> None:
+    """Two blocks with the same account label, region and groups would share (and corrupt) offsets."""
+    for i, first in enumerate(passes):
+        for second in passes[i + 1 :]:
+            regions = sorted(set(first.regions) & set(second.regions))
+            if first.account == second.account and regions and _groups_overlap(first, second):
+                raise ConfigError(
+                    f"configuration error at '{path}': the services at {first.origin} and {second.origin} "
+                    f"both read region {regions[0]} as account {first.account!r}: give each its own "
+                    "<aws_account_id> or <aws_account_alias>, or disjoint <aws_log_groups>"
+                )
+
+
+def _groups_overlap(first: Settings, second: Settings) -> bool:
+    def patterns(s: Settings) -> list[tuple[bool, str]]:
+        # (is_prefix, text); no groups means discovery by --log_group_prefix
+        return [(g.endswith("*"), g.rstrip("*")) for g in s.log_groups] or [(True, s.log_group_prefix)]
+
+    for prefix_a, a in patterns(first):
+        for prefix_b, b in patterns(second):
+            if a == b or (prefix_a and b.startswith(a)) or (prefix_b and a.startswith(b)):
+                return True
+    return False
 
 
 def parse_interval(text: str) -> int:
     """Wazuh time syntax: a number of seconds, or a number followed by s, m, h, d or w."""
+    try:
+        return interval_seconds(text)
+    except ValueError as exc:
+        raise ConfigError(f"--interval: {exc}") from exc
+
+
+def interval_seconds(text: str) -> int:
     match = _INTERVAL_RE.match(text.strip())
     if not match or int(match[1]) == 0:
-        raise ConfigError(f"--interval: {text!r} is not a positive interval like 30s, 5m, 1h, 1d")
+        raise ValueError(f"{text!r} is not a positive interval like 30s, 5m, 1h, 1d")
     return int(match[1]) * _INTERVAL_UNITS[match[2]]
 
 
 def parse_date_ms(text: str) -> int:
     """Wazuh's YYYY-MMM-DD (2024-JAN-01) or an ISO 8601 date/time; naive means UTC."""
+    try:
+        return date_ms(text)
+    except ValueError as exc:
+        raise ConfigError(f"--only_logs_after: {exc}") from exc
+
+
+def date_ms(text: str) -> int:
     text = text.strip()
     try:
         if _WAZUH_DATE_RE.match(text):
@@ -175,9 +388,7 @@ def parse_date_ms(text: str) -> int:
         else:
             moment = dateparser.isoparse(text)
     except (KeyError, ValueError, OverflowError) as exc:
-        raise ConfigError(
-            f"--only_logs_after: {text!r} is not a date like 2024-JAN-01 or 2024-01-01"
-        ) from exc
+        raise ValueError(f"{text!r} is not a date like 2024-JAN-01 or 2024-01-01") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1000)
@@ -199,12 +410,19 @@ def _default_state_db(args: argparse.Namespace) -> str:
     return os.path.join(args.wazuh_path, STATE_DB_RELATIVE)
 
 
-def _split(text: str) -> list[str]:
+def split_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
     try:
+        return compile_pattern(pattern)
+    except ValueError as exc:
+        raise ConfigError(f"--discard-regex: {exc}") from exc
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    try:
         return re.compile(pattern)
     except re.error as exc:
-        raise ConfigError(f"--discard-regex: {pattern!r} is not a valid regular expression: {exc}") from exc
+        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc

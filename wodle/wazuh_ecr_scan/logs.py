@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import sys
+import threading
+import time
+from typing import TextIO
+
+from wazuh_ecr_scan.errors import ConfigError
 
 NAME = "wazuh-ecr-scan"
 log = logging.getLogger("wazuh_ecr_scan")
@@ -59,20 +65,100 @@ class WazuhFormatter(logging.Formatter):
         super().__init__(f"%(asctime)s {NAME}: %(levelname)s: %(message)s", "%Y/%m/%d %H:%M:%S")
 
 
-def setup_logging(debug: int, stream=None) -> None:
+class Progress:
+    """One status line on a terminal, rewritten in place and wiped before any log line is printed.
+
+    Only when the stream is a terminal: under modulesd (or any pipe) it does nothing.
+    """
+
+    MIN_GAP_S = 0.25
+
+    def __init__(self) -> None:
+        self.stream: TextIO = sys.stderr
+        self.enabled = False
+        self._shown = False
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def attach(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = _is_terminal(stream)
+        self._shown = False
+
+    def show(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last < self.MIN_GAP_S:
+                return
+            self._last = now
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.stream.write("\r" + text[:width] + "\x1b[K")
+            self.stream.flush()
+            self._shown = True
+
+    def clear(self) -> None:
+        with self._lock:
+            if self._shown:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+                self._shown = False
+
+
+class _TerminalHandler(logging.StreamHandler):
+    """Writes a log line after wiping the progress line, if one is shown."""
+
+    def __init__(self, stream: TextIO, progress: Progress) -> None:
+        super().__init__(stream)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.clear()
+        super().emit(record)
+
+
+PROGRESS = Progress()
+
+
+def setup_logging(debug: int, stream: TextIO | None = None, log_file: str | None = None) -> None:
+    """Lines to `stream` (stderr) and, with `log_file`, appended to that file too (e.g. ossec.log).
+
+    Raises ConfigError when the file cannot be opened; the stream is set up first, so that error is seen.
+    """
     logging.addLevelName(DETAIL, "DEBUG")
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(WazuhFormatter())
-    handler.addFilter(SECRET_MASK)
+    stream = stream or sys.stderr
+    PROGRESS.attach(stream)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+        if getattr(old, "owned_by_wazuh_ecr_scan", False):
+            old.close()  # our log file; handlers of others (pytest, an embedding program) stay usable
+    root.addHandler(_wazuh_style(_TerminalHandler(stream, PROGRESS)))
     root.setLevel(logging.WARNING)
     log.setLevel({0: logging.INFO, 1: logging.DEBUG}.get(debug, DETAIL))
     if debug >= 3:
         logging.getLogger("botocore").setLevel(logging.DEBUG)
         logging.getLogger("urllib3").setLevel(logging.DEBUG)
+    if log_file:
+        try:
+            root.addHandler(_wazuh_style(logging.FileHandler(log_file, mode="a", encoding="utf-8")))
+        except OSError as exc:
+            raise ConfigError(f"--log_file: cannot open {log_file}: {exc.strerror}") from exc
+
+
+def _wazuh_style(handler: logging.Handler) -> logging.Handler:
+    handler.setFormatter(WazuhFormatter())
+    handler.addFilter(SECRET_MASK)
+    handler.owned_by_wazuh_ecr_scan = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def register_secret(value: str | None) -> None:

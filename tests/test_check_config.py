@@ -1,0 +1,150 @@
+"""--check-config: resolved settings, credentials, STS GetCallerIdentity, one DescribeLogGroups per region,
+what is missing named by IAM action; exit 0 or 1, and nothing sent, nothing written."""
+
+from __future__ import annotations
+
+import io
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from conftest import run_cli
+from test_cli_config import conf, run_with
+from test_ossec_config import SEED
+from wazuh_ecr_scan import check_config
+from wazuh_ecr_scan.check_config import Identity, Report, check_identity, check_region
+from wazuh_ecr_scan.config import parse_args
+from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG
+
+GROUP = "/aws/ecr/image-scan-findings/web"
+IDENTITY = Identity("123456789012", "arn:aws:iam::123456789012:user/wazuh")
+
+
+@pytest.fixture
+def check_args(moto, receiver, short_dir):
+    def build(*extra: str) -> list[str]:
+        return [
+            "--check-config",
+            "--service_endpoint",
+            moto,
+            "--sts_endpoint",
+            moto,
+            "--socket",
+            receiver.path,
+            "--state_db",
+            str(short_dir / "state.db"),
+            *extra,
+        ]
+
+    return build
+
+
+def test_everything_in_place_is_ok_and_touches_nothing(logs, receiver, check_args, short_dir):
+    logs.create_log_group(logGroupName=GROUP)
+    result = run_cli(*check_args())
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "account label (state DB): default" in out
+    assert "sts:GetCallerIdentity: arn:aws:sts::123456789012:user/moto (account 123456789012)" in out
+    assert "us-east-1: logs:DescribeLogGroups: 1 groups under '/aws/ecr/image-scan-findings/'" in out
+    assert f"us-east-1: logs:FilterLogEvents on {GROUP}: allowed" in out
+    assert f"analysisd socket {receiver.path}: accepting" in out
+    assert out.rstrip().endswith("result: OK")
+    assert receiver.take().raw == []
+    assert not (short_dir / "state.db").exists()
+
+
+def test_missing_group_socket_and_delete_permission_note(logs, check_args, short_dir):
+    result = run_cli(
+        *check_args(
+            "--aws_log_groups",
+            GROUP,
+            "--remove-log-streams",
+            "--regions",
+            "us-east-1,eu-west-1",
+            "--socket",
+            str(short_dir / "nope"),
+        )
+    )
+    assert result.returncode == 1
+    assert f"[FAIL] us-east-1: log group {GROUP} does not exist" in result.stdout
+    assert f"[FAIL] eu-west-1: log group {GROUP} does not exist" in result.stdout
+    assert f"[FAIL] analysisd socket {short_dir / 'nope'}: No such file or directory" in result.stdout
+    assert "logs:DeleteLogStream (not tested" in result.stdout
+    assert "result: 3 check(s) failed" in result.stdout
+
+
+def test_the_guide_block_with_an_unknown_profile(check_args, tmp_path):
+    text = SEED.replace("<aws_profile>default</aws_profile>", "<aws_profile>nope</aws_profile>")
+    result = run_with({}, *check_args("--config", conf(tmp_path, text)))
+    assert result.returncode == 1
+    assert f"service 1: {tmp_path / 'ecr-scan.conf'} line 5" in result.stdout
+    assert "[FAIL] credentials: AWS profile 'nope' not found" in result.stdout
+
+
+def test_bad_configuration_is_still_exit_2(check_args, tmp_path):
+    result = run_cli(*check_args("--config", conf(tmp_path, "<wodle name='aws-s3'><x/></wodle>")))
+    assert result.returncode == EXIT_BAD_CONFIG and "No such tag 'x'" in result.stderr
+
+
+def stubbed_logs() -> tuple[object, Stubber]:
+    client = boto3.client("logs", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    return client, Stubber(client)
+
+
+def denied(stub: Stubber, method: str, operation: str) -> None:
+    stub.add_client_error(
+        method,
+        service_error_code="AccessDeniedException",
+        service_message=f"User is not authorized to perform: logs:{operation}",
+        http_status_code=400,
+    )
+
+
+def test_describe_denied_names_the_action_and_resource():
+    client, stub = stubbed_logs()
+    denied(stub, "describe_log_groups", "DescribeLogGroups")
+    report = Report()
+    with stub:
+        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]), report)
+    (check,) = report.checks
+    assert check.status == "FAIL"
+    assert check.missing == "logs:DescribeLogGroups on arn:aws:logs:us-east-1:123456789012:log-group:*"
+
+
+def test_filter_denied_names_the_group_and_the_verdict_lists_actions():
+    client, stub = stubbed_logs()
+    stub.add_response("describe_log_groups", {"logGroups": [{"logGroupName": GROUP}]})
+    denied(stub, "filter_log_events", "FilterLogEvents")
+    report = Report()
+    with stub:
+        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]), report)
+    listed, read = report.checks
+    assert listed.status == "ok" and read.status == "FAIL"
+    assert read.missing == f"logs:FilterLogEvents on arn:aws:logs:us-east-1:123456789012:log-group:{GROUP}:*"
+    out = io.StringIO()
+    assert check_config._verdict(report, out) == 1
+    assert out.getvalue() == "result: 1 check(s) failed; IAM actions to allow: logs:FilterLogEvents\n"
+
+
+def test_rejected_credentials_and_gov_cloud_partition():
+    sts = boto3.client("sts", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    stub = Stubber(sts)
+    stub.add_client_error(
+        "get_caller_identity", service_error_code="InvalidClientTokenId", http_status_code=403
+    )
+    report = Report()
+    with stub:
+        assert check_identity(sts, report) is None
+    assert report.checks[0].status == "FAIL" and "rejected" in report.checks[0].text
+    gov = Identity("123456789012", "arn:aws-us-gov:iam::123456789012:user/w")
+    assert check_config._arn(gov, "us-gov-west-1", "*").startswith("arn:aws-us-gov:logs:us-gov-west-1:")
+
+
+def test_no_groups_yet_is_a_warning_not_a_failure():
+    client, stub = stubbed_logs()
+    stub.add_response("describe_log_groups", {"logGroups": []})
+    report = Report()
+    with stub:
+        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]), report)
+    assert [c.status for c in report.checks] == ["ok", "warn"] and not report.failed

@@ -1,0 +1,320 @@
+"""`--check-config`, like the Wazuh daemons' `-t`: parse, resolve credentials, ask AWS who we are and
+whether we may list and read the groups, print the resolved settings and what is missing.
+
+Per service block: STS GetCallerIdentity once, then per region one DescribeLogGroups and, on one group,
+one FilterLogEvents of at most one event. Nothing is sent to analysisd, the state DB is not opened and
+nothing is deleted. Exit 0 when every check passed, 1 when one failed (the report names the IAM action).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+import boto3
+
+from wazuh_ecr_scan import __version__
+from wazuh_ecr_scan.aws import (
+    CallCounter,
+    client_config,
+    describe_error,
+    is_credentials_error,
+    logs_client,
+    make_session,
+)
+from wazuh_ecr_scan.config import Settings
+from wazuh_ecr_scan.errors import EXIT_INTERNAL, EXIT_OK, CredentialsError
+from wazuh_ecr_scan.poller import AWS_ERRORS
+
+DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"}
+LISTED_GROUPS = 50
+
+
+@dataclass
+class Check:
+    status: str  # "ok", "FAIL", "warn" or "note"
+    text: str
+    missing: str | None = None  # IAM action and resource, when AWS refused for lack of it
+
+
+@dataclass
+class Identity:
+    account: str
+    arn: str
+
+    @property
+    def partition(self) -> str:
+        parts = self.arn.split(":")
+        return parts[1] if len(parts) > 1 and parts[1] else "aws"
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, check: Check) -> None:
+        self.checks.append(check)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "FAIL"]
+
+
+def run(settings: Settings, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    print(f"wazuh-ecr-scan {__version__} --check-config", file=out)
+    for line in describe_module(settings):
+        print(line, file=out)
+    report = Report()
+    for number, service in enumerate(settings.passes(), 1):
+        print(f"service {number}: {service.origin}", file=out)
+        for line in describe_service(service):
+            print(f"  {line}", file=out)
+        start = len(report.checks)
+        check_service(service, report)
+        _print_checks(report.checks[start:], out, indent="  ")
+    start = len(report.checks)
+    check_local(settings, report)
+    _print_checks(report.checks[start:], out, indent="")
+    return _verdict(report, out)
+
+
+# -- resolved settings -----------------------------------------------------------------------------
+
+
+def describe_module(s: Settings) -> list[str]:
+    mode = "one pass (--run-once)" if s.run_once else f"a pass every {s.interval_s}s"
+    lines = [
+        f"configuration: {s.config_file or 'command line only'}",
+        f"  schedule: {mode}, run_on_start {_yes(s.run_on_start)}, skip_on_error {_yes(s.skip_on_error)}",
+        f"  output: {'analysisd socket ' + s.socket_path if s.output == 'socket' else 'standard output'}",
+        f"  state DB: {s.state_db}",
+        f"  debug {s.debug}, workers {s.workers}, max_rate {s.max_rate}/s, "
+        f"retries {s.retry_mode} x{s.max_attempts}",
+    ]
+    if s.disabled:
+        lines.append("  disabled: every aws-s3 block says <disabled>yes</disabled>; a run reads nothing")
+    return lines
+
+
+def describe_service(s: Settings) -> list[str]:
+    groups = ", ".join(s.log_groups) if s.log_groups else f"every group starting with {s.log_group_prefix}"
+    start = _date(s.only_logs_after_ms) if s.only_logs_after_ms is not None else "today 00:00 UTC"
+    if s.discard_regex is not None:
+        discard = f"field {s.discard_field} matching {s.discard_regex.pattern!r}"
+    elif s.raw_discard_regex is not None:
+        discard = f"raw message matching {s.raw_discard_regex.pattern!r}"
+    else:
+        discard = "none"
+    return [
+        f"account label (state DB): {s.account}",
+        f"credentials: profile {s.aws_profile or '(default chain)'}, role {s.iam_role_arn or '-'}"
+        + (f" for {s.iam_role_duration}s" if s.iam_role_duration else ""),
+        f"regions: {', '.join(s.regions)}",
+        f"log groups: {groups}",
+        f"first read starts: {start}; remove_log_streams {_yes(s.remove_log_streams)}; discard: {discard}",
+        f"endpoints: sts {s.sts_endpoint or 'AWS'}, logs {s.service_endpoint or 'AWS'}",
+    ]
+
+
+# -- AWS -------------------------------------------------------------------------------------------
+
+
+def check_service(s: Settings, report: Report) -> None:
+    counter = CallCounter()
+    region = s.regions[0]
+    session = _session(s, region, counter, report)
+    if session is None:
+        return
+    sts = session.client("sts", endpoint_url=s.sts_endpoint, config=client_config(s, region))
+    identity = check_identity(sts, report)
+    if identity is None:
+        return
+    if s.aws_account_id and s.aws_account_id != identity.account:
+        report.add(
+            Check(
+                "warn",
+                f"aws_account_id {s.aws_account_id} is not the account of these credentials "
+                f"({identity.account}); it is only the state DB label",
+            )
+        )
+    for each in s.regions:
+        check_region(logs_client(s, session, each, counter), each, identity, s, report)
+    if s.remove_log_streams:
+        note = "remove_log_streams needs logs:DeleteLogStream (not tested: the check deletes nothing)"
+        report.add(Check("note", note))
+
+
+def _session(s: Settings, region: str, counter: CallCounter, report: Report) -> boto3.Session | None:
+    try:
+        session = make_session(s, region, counter)
+    except CredentialsError as exc:
+        missing = f"sts:AssumeRole on {s.iam_role_arn}" if s.iam_role_arn else None
+        report.add(Check("FAIL", f"credentials: {exc}", missing))
+        return None
+    credentials = session.get_credentials()
+    if credentials is None:
+        report.add(
+            Check(
+                "FAIL",
+                "credentials: none found (profile, environment, shared files, instance or task role)",
+            )
+        )
+        return None
+    source = "assumed role " + s.iam_role_arn if s.iam_role_arn else f"method {credentials.method}"
+    report.add(Check("ok", f"credentials: found ({source})"))
+    return session
+
+
+def check_identity(sts: Any, report: Report) -> Identity | None:
+    try:
+        answer = sts.get_caller_identity()
+    except AWS_ERRORS as exc:
+        reason = "rejected" if is_credentials_error(exc) else "failed"
+        report.add(Check("FAIL", f"sts:GetCallerIdentity {reason}: {describe_error(exc)}"))
+        return None
+    identity = Identity(answer["Account"], answer["Arn"])
+    report.add(Check("ok", f"sts:GetCallerIdentity: {identity.arn} (account {identity.account})"))
+    return identity
+
+
+def check_region(client: Any, region: str, identity: Identity, s: Settings, report: Report) -> None:
+    found = _list_groups(client, region, identity, s, report)
+    if found is None:
+        return
+    exact = [g for g in s.log_groups if not g.endswith("*")]
+    wanted = [g for g in exact if g in found] or ([] if exact else found)
+    for group in exact:
+        if group not in found and len(found) < LISTED_GROUPS:
+            report.add(Check("FAIL", f"{region}: log group {group} does not exist"))
+    if wanted:
+        _read_one(client, region, wanted[0], identity, report)
+    elif not exact:
+        report.add(Check("warn", f"{region}: no log group yet (the ECR scan findings Lambda creates them)"))
+
+
+def _list_groups(
+    client: Any, region: str, identity: Identity, s: Settings, report: Report
+) -> list[str] | None:
+    prefix = _common_prefix(s)
+    kwargs: dict[str, Any] = {"limit": LISTED_GROUPS}
+    if prefix:
+        kwargs["logGroupNamePrefix"] = prefix
+    try:
+        page = client.describe_log_groups(**kwargs)
+    except AWS_ERRORS as exc:
+        action = f"logs:DescribeLogGroups on {_arn(identity, region, '*')}"
+        report.add(_refused(exc, f"{region}: logs:DescribeLogGroups", action))
+        return None
+    groups = [g["logGroupName"] for g in page.get("logGroups", [])]
+    more = " or more" if page.get("nextToken") else ""
+    report.add(Check("ok", f"{region}: logs:DescribeLogGroups: {len(groups)}{more} groups under {prefix!r}"))
+    return groups
+
+
+def _read_one(client: Any, region: str, group: str, identity: Identity, report: Report) -> None:
+    try:
+        client.filter_log_events(logGroupName=group, startTime=int(time.time() * 1000), limit=1)
+    except AWS_ERRORS as exc:
+        action = f"logs:FilterLogEvents on {_arn(identity, region, group)}"
+        report.add(_refused(exc, f"{region}: logs:FilterLogEvents on {group}", action))
+        return
+    report.add(Check("ok", f"{region}: logs:FilterLogEvents on {group}: allowed"))
+
+
+def _refused(exc: BaseException, what: str, action: str) -> Check:
+    code = exc.response.get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
+    if code in DENIED_CODES:
+        return Check("FAIL", f"{what}: {describe_error(exc)}", missing=action)
+    return Check("FAIL", f"{what}: {describe_error(exc)}")
+
+
+def _arn(identity: Identity, region: str, group: str) -> str:
+    suffix = "*" if group == "*" else f"{group}:*"
+    return f"arn:{identity.partition}:logs:{region}:{identity.account}:log-group:{suffix}"
+
+
+def _common_prefix(s: Settings) -> str:
+    if not s.log_groups:
+        return s.log_group_prefix
+    names = [g.rstrip("*") for g in s.log_groups]
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix
+
+
+# -- this host -------------------------------------------------------------------------------------
+
+
+def check_local(s: Settings, report: Report) -> None:
+    if s.output == "socket":
+        report.add(_check_socket(s.socket_path))
+    report.add(_check_state_dir(s.state_db))
+
+
+def _check_socket(path: str) -> Check:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        hint = "is Wazuh running? is --wazuh_path right?"
+        return Check("FAIL", f"analysisd socket {path}: {exc.strerror} ({hint})")
+    if not stat.S_ISSOCK(mode):
+        return Check("FAIL", f"analysisd socket {path}: not a socket")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        return Check("FAIL", f"analysisd socket {path}: {exc.strerror} (is wazuh-analysisd running?)")
+    finally:
+        sock.close()
+    return Check("ok", f"analysisd socket {path}: accepting")
+
+
+def _check_state_dir(path: str) -> Check:
+    if path == ":memory:":
+        return Check("ok", "state DB: in memory (replay)")
+    directory = os.path.dirname(os.path.abspath(path))
+    existing = directory
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return Check("FAIL", f"state DB {path}: {existing} is not writable by this user")
+    state = "exists" if os.path.exists(path) else "will be created"
+    return Check("ok", f"state DB {path}: {state}")
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+def _print_checks(checks: list[Check], out: TextIO, indent: str) -> None:
+    for check in checks:
+        print(f"{indent}[{check.status:>4}] {check.text}", file=out)
+        if check.missing:
+            print(f"{indent}       missing permission: {check.missing}", file=out)
+
+
+def _verdict(report: Report, out: TextIO) -> int:
+    failed = report.failed
+    if not failed:
+        print("result: OK", file=out)
+        return EXIT_OK
+    actions = sorted({c.missing.split(" on ")[0] for c in failed if c.missing})
+    missing = f"; IAM actions to allow: {', '.join(actions)}" if actions else ""
+    print(f"result: {len(failed)} check(s) failed{missing}", file=out)
+    return EXIT_INTERNAL  # 1, as a daemon's -t when the configuration would not work
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _date(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

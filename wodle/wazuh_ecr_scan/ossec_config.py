@@ -1,0 +1,357 @@
+"""The aws-s3 wodle's XML dialect: `<wodle name="aws-s3">` blocks with `<service type="cloudwatchlogs">`.
+
+Accepts a file holding one or more such blocks, or a whole ossec.conf (other wodles are skipped). Tags and
+validation follow Wazuh's own reader (src/config/wmodules-aws.c, wodles/aws/aws_tools.py); an unknown tag or
+a bad value is a ConfigError naming the file, the line and the tag. Services other than cloudwatchlogs,
+buckets and subscribers are skipped with an info line: Wazuh's wodle reads those.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from wazuh_ecr_scan.config import (
+    REGION_RE,
+    ROLE_ARN_RE,
+    compile_pattern,
+    date_ms,
+    interval_seconds,
+    split_list,
+)
+from wazuh_ecr_scan.errors import ConfigError
+from wazuh_ecr_scan.logs import log
+
+MODULE = "aws-s3"
+CLOUDWATCHLOGS = "cloudwatchlogs"
+SERVICE_TYPES = ("inspector", CLOUDWATCHLOGS)
+YES_NO = {"yes": True, "no": False}
+MONTH_S = 30 * 86400
+# Wazuh's scheduling tags (wm_scheduling.c); this module's passes follow <interval> only.
+SCHEDULING_TAGS = ("day", "wday", "time")
+DEPRECATED_KEYS = ("access_key", "secret_key")
+# aws_tools.arg_valid_key: characters S3/CloudWatch names must avoid.
+_GROUP_BAD_CHARS = set("\\{}^%`[]'\"<>~#|")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z]+|#\d+|#x[0-9A-Fa-f]+);)")
+_XML_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*\?>")
+
+
+@dataclass(frozen=True)
+class ServiceBlock:
+    """One `<service type="cloudwatchlogs">`, validated."""
+
+    line: int
+    aws_account_id: str | None = None
+    aws_account_alias: str | None = None
+    aws_profile: str | None = None
+    iam_role_arn: str | None = None
+    iam_role_duration: int | None = None
+    only_logs_after_ms: int | None = None
+    regions: tuple[str, ...] = ()
+    aws_log_groups: tuple[str, ...] = ()
+    remove_log_streams: bool = False
+    discard_field: str | None = None
+    discard_regex: re.Pattern[str] | None = None
+    sts_endpoint: str | None = None
+    service_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class WodleBlock:
+    """One `<wodle name="aws-s3">`: the module tags and its cloudwatchlogs services."""
+
+    line: int
+    disabled: bool = False
+    interval_s: int | None = None
+    run_on_start: bool = True
+    skip_on_error: bool = False
+    services: tuple[ServiceBlock, ...] = ()
+
+
+@dataclass(frozen=True)
+class AwsS3Config:
+    path: str
+    blocks: tuple[WodleBlock, ...] = field(default_factory=tuple)
+
+
+def load(path: str) -> AwsS3Config:
+    """Every `<wodle name="aws-s3">` block of `path`; ConfigError if there is none or one is invalid."""
+    root = parse_file(path)
+    reader = _Reader(path)
+    blocks = tuple(reader.wodle(element) for element in aws_s3_wodles(root))
+    if not blocks:
+        raise ConfigError(f"configuration error at '{path}': no <wodle name=\"{MODULE}\"> block found")
+    return AwsS3Config(path, blocks)
+
+
+def parse_file(path: str, recover: bool = False) -> etree._Element:
+    """The file's elements under one synthetic root (a file may hold several top-level blocks).
+
+    Line numbers are those of the file. Bare `&` (which Wazuh's own parser takes literally, e.g. in a
+    regex) is read as `&amp;`; DTDs and external entities are refused.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from exc
+    data = _BARE_AMPERSAND.sub(b"&amp;", _XML_DECLARATION.sub(b"", data.lstrip(b"\xef\xbb\xbf"), count=1))
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True, recover=recover
+    )
+    try:
+        root = etree.fromstring(b"<wazuh-ecr-scan>" + data + b"</wazuh-ecr-scan>", parser)
+    except etree.XMLSyntaxError as exc:
+        raise ConfigError(f"configuration error at '{path}' line {exc.lineno}: bad XML: {exc.msg}") from exc
+    if root is None:
+        raise ConfigError(f"configuration error at '{path}': not an XML file")
+    return root
+
+
+def aws_s3_wodles(root: etree._Element) -> Iterator[etree._Element]:
+    return (e for e in root.iter("wodle") if e.get("name") == MODULE)
+
+
+def elements(parent: etree._Element) -> Iterator[etree._Element]:
+    return (child for child in parent if isinstance(child.tag, str))
+
+
+class _Reader:
+    """Turns elements into blocks; every error names the file and line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def error(self, element: etree._Element, message: str) -> ConfigError:
+        return ConfigError(f"configuration error at '{self.path}' line {element.sourceline}: {message}")
+
+    # -- <wodle name="aws-s3"> -------------------------------------------------------------------
+
+    def wodle(self, wodle: etree._Element) -> WodleBlock:
+        values: dict = {"line": wodle.sourceline}
+        services: list[ServiceBlock] = []
+        for child in elements(wodle):
+            tag = child.tag
+            if tag in ("disabled", "run_on_start", "skip_on_error", "remove_from_bucket"):
+                values[tag] = self.yes_no(child)
+            elif tag == "interval":
+                values["interval_s"] = self.interval(child)
+            elif tag in SCHEDULING_TAGS:
+                self.text(child)
+                log.warning(
+                    "%s line %d: <%s> is not used: passes are scheduled by <interval> or by modulesd's "
+                    '<wodle name="command">',
+                    self.path,
+                    child.sourceline,
+                    tag,
+                )
+            elif tag == "service":
+                service = self.service(child)
+                if service is not None:
+                    services.append(service)
+            elif tag in ("bucket", "subscriber"):
+                log.info(
+                    '%s line %d: <%s> ignored: wazuh-ecr-scan reads <service type="%s"> only',
+                    self.path,
+                    child.sourceline,
+                    tag,
+                    CLOUDWATCHLOGS,
+                )
+            elif tag in DEPRECATED_KEYS:
+                raise self.deprecated_key(child)
+            else:
+                raise self.error(child, f"No such tag '{tag}' at module '{MODULE}'.")
+        values.pop("remove_from_bucket", None)
+        return WodleBlock(services=tuple(services), **values)
+
+    # -- <service type="..."> --------------------------------------------------------------------
+
+    def service(self, service: etree._Element) -> ServiceBlock | None:
+        kind = self.service_type(service)
+        if kind != CLOUDWATCHLOGS:
+            log.info(
+                '%s line %d: <service type="%s"> ignored: wazuh-ecr-scan reads type="%s" only',
+                self.path,
+                service.sourceline,
+                kind,
+                CLOUDWATCHLOGS,
+            )
+            return None
+        values: dict = {"line": service.sourceline}
+        seen: dict[str, int] = {}
+        for child in elements(service):
+            if child.tag in seen:
+                log.warning(
+                    "%s line %d: <%s> given again (first at line %d): the last one is used, as in Wazuh",
+                    self.path,
+                    child.sourceline,
+                    child.tag,
+                    seen[child.tag],
+                )
+            seen[child.tag] = child.sourceline
+            values.update(self.service_child(child))
+        if values.get("iam_role_duration") is not None and not values.get("iam_role_arn"):
+            raise self.error(service, "<iam_role_duration> needs an <iam_role_arn> in the same service.")
+        return ServiceBlock(**values)
+
+    def service_type(self, service: etree._Element) -> str:
+        attributes = dict(service.attrib)
+        if not attributes:
+            raise self.error(service, "Undefined type for service.")
+        if set(attributes) != {"type"}:
+            name = next(a for a in attributes if a != "type")
+            raise self.error(service, f"Attribute name '{name}' is not valid. The valid one is 'type'.")
+        kind = attributes["type"]
+        if kind not in SERVICE_TYPES:
+            raise self.error(
+                service, f"Invalid service type '{kind}'. Valid ones are 'inspector' or '{CLOUDWATCHLOGS}'"
+            )
+        return kind
+
+    def service_child(self, child: etree._Element) -> dict:
+        handler = self.service_handlers().get(child.tag)
+        if handler is not None:
+            return handler(child)
+        if child.tag in DEPRECATED_KEYS:
+            raise self.deprecated_key(child)
+        raise self.error(child, f"No such child tag '{child.tag}' of service at module '{MODULE}'.")
+
+    def service_handlers(self) -> dict[str, Callable[[etree._Element], dict]]:
+        return {
+            "aws_account_id": self.account_id,
+            "aws_account_alias": lambda e: self.optional(e, "aws_account_alias"),
+            "aws_profile": lambda e: self.optional(e, "aws_profile"),
+            "iam_role_arn": self.role_arn,
+            "iam_role_duration": self.role_duration,
+            "only_logs_after": self.only_logs_after,
+            "regions": self.regions,
+            "aws_log_groups": self.log_groups,
+            "remove_log_streams": lambda e: {"remove_log_streams": self.yes_no(e)},
+            "discard_regex": self.discard,
+            "sts_endpoint": lambda e: self.endpoint(e, "sts_endpoint"),
+            "service_endpoint": lambda e: self.endpoint(e, "service_endpoint"),
+        }
+
+    # -- values ----------------------------------------------------------------------------------
+
+    def text(self, element: etree._Element) -> str:
+        if next(elements(element), None) is not None:
+            raise self.error(element, f"<{element.tag}> must hold a value, not other tags.")
+        return (element.text or "").strip()
+
+    def yes_no(self, element: etree._Element) -> bool:
+        value = self.text(element)
+        if value not in YES_NO:
+            raise self.error(element, f"Invalid content for tag '{element.tag}' at module '{MODULE}'.")
+        return YES_NO[value]
+
+    def interval(self, element: etree._Element) -> int:
+        value = self.text(element)
+        if value.endswith("M") and value[:-1].isdigit() and int(value[:-1]) > 0:
+            return int(value[:-1]) * MONTH_S
+        try:
+            return interval_seconds(value)
+        except ValueError as exc:
+            raise self.error(element, f"Invalid interval value at module '{MODULE}': {exc}") from exc
+
+    def optional(self, element: etree._Element, name: str) -> dict:
+        value = self.text(element)
+        return {name: value} if value else {}
+
+    def account_id(self, element: etree._Element) -> dict:
+        value = self.text(element)
+        if not value:
+            raise self.error(element, f"Empty content for tag 'aws_account_id' at module '{MODULE}'.")
+        if not _ACCOUNT_RE.match(value):
+            raise self.invalid(element, f"{value!r} is not a 12-digit AWS account ID")
+        return {"aws_account_id": value}
+
+    def role_arn(self, element: etree._Element) -> dict:
+        value = self.text(element)
+        if value and not ROLE_ARN_RE.match(value):
+            raise self.invalid(element, f"{value!r} is not a role ARN (arn:aws:iam::<account>:role/<name>)")
+        return {"iam_role_arn": value} if value else {}
+
+    def role_duration(self, element: etree._Element) -> dict:
+        value = self.text(element)
+        if not value:
+            return {}
+        if not value.isdigit() or not 900 <= int(value) <= 43200:
+            raise self.invalid(element, f"{value!r}: the session duration is 900 to 43200 seconds")
+        return {"iam_role_duration": int(value)}
+
+    def only_logs_after(self, element: etree._Element) -> dict:
+        value = self.text(element)
+        if not value:
+            log.warning("%s line %d: Empty content for tag 'only_logs_after'.", self.path, element.sourceline)
+            return {}
+        try:
+            return {"only_logs_after_ms": date_ms(value)}
+        except ValueError as exc:
+            raise self.invalid(element, str(exc)) from exc
+
+    def regions(self, element: etree._Element) -> dict:
+        regions = split_list(self.text(element))
+        if not regions:
+            log.warning("%s line %d: Empty content for tag 'regions'.", self.path, element.sourceline)
+            return {}
+        for region in regions:
+            if not REGION_RE.match(region):
+                raise self.invalid(element, f"{region!r} is not an AWS region name (e.g. us-east-1)")
+        return {"regions": tuple(dict.fromkeys(regions))}
+
+    def log_groups(self, element: etree._Element) -> dict:
+        groups = split_list(self.text(element))
+        if not groups:
+            raise self.error(element, f"Empty content for tag 'aws_log_groups' at module '{MODULE}'.")
+        for group in groups:
+            bad = sorted(_GROUP_BAD_CHARS.intersection(group)) or ("*" if "*" in group[:-1] else None)
+            if bad:
+                raise self.invalid(
+                    element, f"{group!r} has {''.join(bad)!r}: only a final '*' (a name prefix) is allowed"
+                )
+        return {"aws_log_groups": tuple(dict.fromkeys(groups))}
+
+    def discard(self, element: etree._Element) -> dict:
+        pattern = self.text(element)
+        extra = sorted(set(element.attrib) - {"field"})
+        if extra:
+            raise self.error(element, f"Attribute name '{extra[0]}' is not valid. The valid one is 'field'.")
+        if not pattern:
+            log.warning(
+                "%s line %d: No value was provided for 'discard_regex'. No event will be skipped.",
+                self.path,
+                element.sourceline,
+            )
+            return {}
+        try:
+            regex = compile_pattern(pattern)
+        except ValueError as exc:
+            raise self.invalid(element, str(exc)) from exc
+        # Without `field` Wazuh's cloudwatchlogs service tests the raw message; so does this module.
+        return {"discard_regex": regex, "discard_field": (element.get("field") or "").strip() or None}
+
+    def endpoint(self, element: etree._Element, name: str) -> dict:
+        value = self.text(element)
+        if not value:
+            return {}
+        url = value if "://" in value else "https://" + value  # Wazuh's docs give bare VPC endpoint names
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.invalid(element, f"{value!r} is not an endpoint URL or host name")
+        return {name: url}
+
+    def invalid(self, element: etree._Element, reason: str) -> ConfigError:
+        return self.error(element, f"Invalid content for tag '{element.tag}' at module '{MODULE}': {reason}.")
+
+    def deprecated_key(self, element: etree._Element) -> ConfigError:
+        return self.error(
+            element,
+            f"<{element.tag}> is not supported (Wazuh deprecated it in 4.4): give credentials with "
+            "<aws_profile>, <iam_role_arn>, environment variables or an instance role.",
+        )
