@@ -16,6 +16,10 @@ from lambda_writer import make_scan, write_scan
 NOW_MS = int(time.time() * 1000)
 
 
+# Tiny pages make many calls; the request-rate cap (tested on its own) would only slow these tests down.
+FAST = ("--max_rate", "100")
+
+
 @pytest.fixture
 def proxy(moto):
     with FaultProxy(moto, seed=11) as p:
@@ -51,7 +55,7 @@ def test_faults_under_retries_lose_nothing(logs, receiver, cli_args, proxy, inje
     total = write_scans(logs, 6, seed=1, per_severity={"HIGH": 4, "LOW": 3})
     inject(proxy)
     proxy.page_split("FilterLogEvents", max_events=5, empty_pages=1)
-    result = run_cli(*cli_args("--max_attempts", "6", "--retry_mode", "standard", endpoint=proxy.url))
+    result = run_cli(*cli_args("--max_attempts", "6", "--retry_mode", "standard", *FAST, endpoint=proxy.url))
     assert result.returncode == 0, result.stderr
     assert proxy.fault_count() > 0  # the faults really happened
     assert_exactly_once(receiver.take(), total)
@@ -61,7 +65,7 @@ def test_faults_under_retries_lose_nothing(logs, receiver, cli_args, proxy, inje
 def test_empty_and_partial_pages_are_followed_to_the_end(logs, receiver, cli_args, proxy):
     total = write_scans(logs, 3, seed=2, per_severity={"CRITICAL": 10, "MEDIUM": 10})
     proxy.page_split("FilterLogEvents", max_events=3, empty_pages=2, leading_empty_pages=1)
-    result = run_cli(*cli_args(endpoint=proxy.url))
+    result = run_cli(*cli_args(*FAST, endpoint=proxy.url))
     assert result.returncode == 0, result.stderr
     assert_exactly_once(receiver.take(), total)
     # every piece and every empty page was asked for: ⌈events/3⌉ pieces per group, 2 empty between pieces
@@ -72,8 +76,11 @@ def test_a_group_that_stays_throttled_is_skipped_with_a_warning_and_read_next_pa
     logs, receiver, cli_args, proxy
 ):
     total = write_scans(logs, 3, seed=3, per_severity={"HIGH": 5})
-    proxy.throttle("FilterLogEvents", calls=[1, 2, 3])  # every attempt for the first group
-    first = run_cli(*cli_args("--max_attempts", "3", "--retry_mode", "standard", endpoint=proxy.url))
+    proxy.throttle("FilterLogEvents", calls=[1, 2, 3])  # every attempt for the first group...
+    # ...read alone: with workers, the first three calls would belong to three groups
+    first = run_cli(
+        *cli_args("--max_attempts", "3", "--retry_mode", "standard", "--workers", "1", endpoint=proxy.url)
+    )
     assert first.returncode == 0, first.stderr
     warnings = [
         line for line in first.stderr.splitlines() if "WARNING" in line and "skipped this pass" in line
@@ -108,7 +115,7 @@ def test_kill_9_at_random_points_resends_at_most_one_page(logs, receiver, cli_ar
     rng = random.Random(seed)
     if seed % 2:  # odd seeds: analysisd stalls mid-page, so the kill lands inside a page
         receiver.pause_after = rng.randint(1, 3 * page)
-    proc = start_cli(*cli_args(endpoint=proxy.url))
+    proc = start_cli(*cli_args(*FAST, endpoint=proxy.url))
     time.sleep(rng.uniform(0.5, 2.5))
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -116,7 +123,7 @@ def test_kill_9_at_random_points_resends_at_most_one_page(logs, receiver, cli_ar
     receiver.paused.clear()
     first = receiver.take()
     proxy.latency = 0.0
-    assert run_cli(*cli_args(endpoint=proxy.url)).returncode == 0
+    assert run_cli(*cli_args(*FAST, endpoint=proxy.url)).returncode == 0
     second = receiver.take()
     keys = collections.Counter(first.keys() + second.keys())
     assert len(keys) == total  # every finding delivered after the rerun
