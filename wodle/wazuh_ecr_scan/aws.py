@@ -1,4 +1,4 @@
-"""AWS sessions and clients: credentials (profile, role), botocore retry mode, API call counting."""
+"""AWS sessions and clients: credentials (profile, role), botocore retry mode, API call counting, rate cap."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from wazuh_ecr_scan import __version__
+from wazuh_ecr_scan import __version__, ratelimit
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import CredentialsError
 from wazuh_ecr_scan.logs import register_secret
@@ -71,6 +71,7 @@ def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3
         return session
     sts = session.client("sts", endpoint_url=settings.sts_endpoint, config=client_config(settings, region))
     counter.attach(sts)
+    ratelimit.shared(settings.max_rate).attach(sts)
     kwargs: dict[str, Any] = {"RoleArn": settings.iam_role_arn, "RoleSessionName": ROLE_SESSION_NAME}
     if settings.iam_role_duration:
         kwargs["DurationSeconds"] = settings.iam_role_duration
@@ -93,6 +94,7 @@ def logs_client(settings: Settings, session: boto3.Session, region: str, counter
         "logs", endpoint_url=settings.service_endpoint, config=client_config(settings, region)
     )
     counter.attach(client)
+    ratelimit.shared(settings.max_rate).attach(client)
     return client
 
 

@@ -257,6 +257,9 @@ class _ProgressSender:
     def send_status(self, line: str) -> None:
         self.sender.send_status(line)
 
+    def flush(self) -> None:
+        self.sender.flush()
+
     def close(self) -> None:
         self.sender.close()
 

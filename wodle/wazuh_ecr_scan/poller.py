@@ -9,8 +9,12 @@ were delivered, so a kill re-sends at most one page.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import botocore.exceptions
@@ -18,14 +22,17 @@ import botocore.exceptions
 from wazuh_ecr_scan.aws import describe_error, is_credentials_error
 from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.encode import encode_event
-from wazuh_ecr_scan.errors import CredentialsError
+from wazuh_ecr_scan.errors import CredentialsError, FatalError
 from wazuh_ecr_scan.flatten import LogEvent, flatten
 from wazuh_ecr_scan.logs import DETAIL, local_only, log
 from wazuh_ecr_scan.metrics import GroupStats, PassStats
+from wazuh_ecr_scan.prefetch import Prefetcher
 from wazuh_ecr_scan.reader import Reader
 from wazuh_ecr_scan.sender import Sender
 from wazuh_ecr_scan.state import GroupKey, StateStore
 
+# A FilterLogEvents page holds up to 10,000 events; committing in slices bounds what a kill re-sends.
+COMMIT_EVERY = 500
 AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 # Errors a later pass will most likely get past by itself: a warning, not an error.
 TRANSIENT_CODES = {
@@ -49,6 +56,22 @@ class Source:
     time_filtered: bool = True  # False for replays: recorded events are old, only ids de-duplicate
 
 
+@dataclass(frozen=True)
+class _GroupJob:
+    """One group to read ahead: where it starts, and the pass time its state will record."""
+
+    source: Source
+    key: GroupKey
+    now_ms: int
+    start_ms: int
+
+
+@dataclass(frozen=True)
+class _ListingFailed:
+    region: str
+    error: BaseException
+
+
 class Poller:
     def __init__(
         self,
@@ -69,73 +92,157 @@ class Poller:
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
         started = self.clock()
-        for source in sources:
-            self._read_source(source, stats)
+        if self.settings.workers > 1 and any(source.time_filtered for source in sources):
+            # Only live sources wait on the network; a replay reads a local file, and worker threads
+            # would just contend with this one for the GIL.
+            self._read_ahead(sources, stats)
+        else:
+            for source in sources:
+                self._read_source(source, stats)
         stats.duration = self.clock() - started
         return stats
 
     def _read_source(self, source: Source, stats: PassStats) -> None:
         region = source.reader.region
         try:
-            groups = source.reader.groups(self.settings.log_groups, self.settings.log_group_prefix)
+            groups = self._list_groups(source)
         except AWS_ERRORS as exc:
-            self._raise_if_credentials(exc, region)
-            stats.errors += 1
-            log.error("region %s: %s while listing log groups", region, describe_error(exc))
+            self._listing_failed(exc, region, stats)
             return
-        log.debug("region %s: %d log groups", region, len(groups))
         for group in groups:
             if self.should_stop():
                 return
-            group_stats = GroupStats(region, group)
-            stats.groups.append(group_stats)
-            began = time.monotonic()
+            self._read_guarded(region, group, stats, functools.partial(self._read_group, source, group))
+
+    def _list_groups(self, source: Source) -> list[str]:
+        groups = source.reader.groups(self.settings.log_groups, self.settings.log_group_prefix)
+        log.debug("region %s: %d log groups", source.reader.region, len(groups))
+        return groups
+
+    def _listing_failed(self, exc: BaseException, region: str, stats: PassStats) -> None:
+        self._raise_if_credentials(exc, region)
+        stats.errors += 1
+        log.error("region %s: %s while listing log groups", region, describe_error(exc))
+
+    def _read_guarded(
+        self, region: str, group: str, stats: PassStats, read: Callable[[GroupStats], None]
+    ) -> None:
+        """`read` one group; an AWS error skips the group (credentials errors end the pass)."""
+        group_stats = GroupStats(region, group)
+        stats.groups.append(group_stats)
+        began = time.monotonic()
+        try:
+            read(group_stats)
+        except AWS_ERRORS as exc:
+            self._raise_if_credentials(exc, region)
+            self._report_skipped(exc, region, group, group_stats, stats)
+        finally:
+            group_stats.seconds = time.monotonic() - began
+
+    # -- reading ahead (--workers > 1) -------------------------------------------------------------
+    # The pool only fetches: listing and pages. Each group's start is decided from the state here, in
+    # this thread, before its first call; delivery and commits happen here, one group after the other,
+    # so each group's events, their order and the state are those of the sequential pass. Only the
+    # order of the groups differs when there are several regions (taken in turn).
+
+    def _read_ahead(self, sources: list[Source], stats: PassStats) -> None:
+        with Prefetcher(self.settings.workers) as prefetch:
+            listings = [prefetch.call(self._list_groups, source) for source in sources]
+            jobs = prefetch.ordered(self._group_jobs(sources, listings), self._job_pages)
+            for job, pages in jobs:
+                if isinstance(job, _ListingFailed):
+                    self._listing_failed(job.error, job.region, stats)
+                    continue
+                if self.should_stop():
+                    return
+                assert pages is not None  # every group job has its stream
+                read = functools.partial(self._read_job, job, pages)
+                self._read_guarded(job.key.region, job.key.log_group, stats, read)
+
+    def _group_jobs(
+        self, sources: list[Source], listings: list[Future[list[str]]]
+    ) -> Iterator[_GroupJob | _ListingFailed]:
+        """Listing failures first, then the groups of all sources taken in turn, so that the pool reads
+        several regions at once (each region has its own request-rate cap)."""
+        listed: list[list[tuple[Source, str]]] = []
+        for source, listing in zip(sources, listings, strict=True):
             try:
-                self._read_group(source, group, group_stats)
+                listed.append([(source, group) for group in listing.result()])
             except AWS_ERRORS as exc:
-                self._raise_if_credentials(exc, region)
-                self._report_skipped(exc, region, group, group_stats, stats)
-            finally:
-                group_stats.seconds = time.monotonic() - began
+                yield _ListingFailed(source.reader.region, exc)
+        for turn in itertools.zip_longest(*listed):
+            for source, group in filter(None, turn):
+                key = GroupKey(source.account, source.reader.region, group)
+                # read_until must not be later than the group's first call: take the time now.
+                now_ms = int(self.clock() * 1000)
+                yield _GroupJob(source, key, now_ms, self._start_ms(key, source, now_ms))
+
+    @staticmethod
+    def _job_pages(job: _GroupJob | _ListingFailed) -> Callable[[], Iterator[list[LogEvent]]] | None:
+        if isinstance(job, _ListingFailed):
+            return None
+        return functools.partial(job.source.reader.pages, job.key.log_group, job.start_ms)
+
+    def _read_job(self, job: _GroupJob, pages: Iterable[list[LogEvent]], stats: GroupStats) -> None:
+        seen = self.state.seen_ids(job.key, job.start_ms)
+        log.debug(
+            "group %s: reading from %d with %d ids already sent", job.key.log_group, job.start_ms, len(seen)
+        )
+        for page in pages:
+            stats.pages += 1
+            self._deliver_page(job.key, page, seen, stats)
+            if self.should_stop():
+                return  # what was delivered is committed; the group's window stays where it was
+        self._finish_group(job.source, job.key, job.now_ms)
+
+    def _finish_group(self, source: Source, key: GroupKey, now_ms: int) -> None:
+        if not source.time_filtered:
+            return  # a replay de-duplicates by id only: the live reading window is not its to move
+        forget_before = now_ms - self.late_ms
+        remove = self.settings.remove_log_streams
+        if remove:
+            self._remove_finished_streams(source, key, forget_before)
+        # With stream removal, a stream's row goes only once it was deleted, so a failed delete is retried.
+        self.state.finish_group(key, now_ms, forget_before, prune_streams=not remove)
 
     def _read_group(self, source: Source, group: str, stats: GroupStats) -> None:
         key = GroupKey(source.account, source.reader.region, group)
         now_ms = int(self.clock() * 1000)
-        start_ms = self._start_ms(key, source, now_ms)
-        seen = self.state.seen_ids(key, start_ms)
-        log.debug("group %s: reading from %d with %d ids already sent", group, start_ms, len(seen))
-        for page in source.reader.pages(group, start_ms):
-            stats.pages += 1
-            self._deliver_page(key, page, seen, stats)
-            if self.should_stop():
-                return  # what was delivered is committed; the group's window stays where it was
-        if not source.time_filtered:
-            self.state.finish_group(key, now_ms, forget_before_ms=None)
-            return
-        forget_before = now_ms - self.late_ms
-        if self.settings.remove_log_streams:
-            self._remove_finished_streams(source, key, forget_before)
-        self.state.finish_group(key, now_ms, forget_before)
+        job = _GroupJob(source, key, now_ms, self._start_ms(key, source, now_ms))
+        self._read_job(job, source.reader.pages(group, job.start_ms), stats)
 
     def _start_ms(self, key: GroupKey, source: Source, now_ms: int) -> int:
+        floor = self.settings.only_logs_after_ms
         if not source.time_filtered:
-            return self.settings.only_logs_after_ms or 0
+            return floor or 0
         read_until = self.state.read_until(key)
         if read_until is not None:
-            return read_until - self.late_ms
-        if self.settings.only_logs_after_ms is not None:
-            return self.settings.only_logs_after_ms
-        return start_of_today_ms(now_ms / 1000)
+            return max(read_until - self.late_ms, floor or 0)
+        if floor is not None:
+            return floor
+        # A group with no state starts today 00:00 UTC, or earlier when the last pass over this account
+        # and region could not have seen it: a repository whose first scan came just before midnight.
+        today = start_of_today_ms(now_ms / 1000)
+        last_pass = self.state.last_pass(key.account, key.region)
+        return today if last_pass is None else min(today, last_pass - self.late_ms)
 
     def _deliver_page(
         self, key: GroupKey, page: list[LogEvent], seen: set[tuple[str, str]], stats: GroupStats
     ) -> None:
+        for start in range(0, len(page), COMMIT_EVERY):
+            self._deliver_slice(key, page[start : start + COMMIT_EVERY], seen, stats)
+
+    def _deliver_slice(
+        self, key: GroupKey, events: list[LogEvent], seen: set[tuple[str, str]], stats: GroupStats
+    ) -> None:
+        """Send, then commit what was sent, even when sending stopped halfway."""
         delivered: list[LogEvent] = []
         region = key.region
         prefix = self.settings.log_group_prefix
         try:
-            for raw in page:
-                if (raw.log_stream, raw.event_id) in seen:
+            for raw in events:
+                ident = (raw.log_stream, raw.event_id)
+                if ident in seen:
                     stats.already_sent += 1
                     continue
                 event = flatten(raw, region, prefix)
@@ -144,10 +251,17 @@ class Poller:
                 else:
                     self.sender.send(encode_event(event))
                     self._account(event, raw, stats)
+                seen.add(ident)
                 delivered.append(raw)
-        finally:
-            self.state.commit_delivered(key, delivered)
-            seen.update((e.log_stream, e.event_id) for e in delivered)
+        except BaseException:
+            with contextlib.suppress(FatalError):  # the error in flight is the one to report
+                self._commit(key, delivered)
+            raise
+        self._commit(key, delivered)
+
+    def _commit(self, key: GroupKey, delivered: list[LogEvent]) -> None:
+        self.sender.flush()  # what is still in a buffer was not delivered
+        self.state.commit_delivered(key, delivered)
 
     def _account(self, event: dict, raw: LogEvent, stats: GroupStats) -> None:
         event_type = event["aws"]["event_type"]
