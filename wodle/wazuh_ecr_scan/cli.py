@@ -144,7 +144,8 @@ def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> t
 def _print_summary(stats: PassStats, calls: Counter[str]) -> None:
     PROGRESS.clear()
     print(stats.table(), file=sys.stderr)
-    print("API calls: " + " ".join(f"{op}={n}" for op, n in sorted(calls.items())), file=sys.stderr)
+    made = " ".join(f"{op}={n}" for op, n in sorted(calls.items())) or "none"
+    print(f"API calls: {made}", file=sys.stderr)
 
 
 def make_sender(settings: Settings) -> Sender:
