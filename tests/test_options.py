@@ -145,3 +145,18 @@ def test_dates_and_intervals():
     assert [parse_interval(t) for t in ("30s", "5m", "1h", "1d", "90")] == [30, 300, 3600, 86400, 90]
     with pytest.raises(ConfigError):
         parse_date_ms("2024-13-45")
+
+
+def test_a_broken_recording_line_is_named(tmp_path, capsys):
+    from wazuh_ecr_scan.cli import main
+
+    with open("tests/recordings/multi-repo.jsonl") as f:
+        lines = f.readlines()
+    lines[3] = lines[3][:60] + "\n"  # cut mid-line, after the group
+    path = tmp_path / "broken.jsonl"
+    path.write_text("".join(lines))
+    assert main(["--run-once", "--output", "stdout", "--replay", str(path)]) == EXIT_BAD_CONFIG
+    assert (
+        f"--replay {path}: the line at byte {sum(len(x) for x in lines[:3])}: not JSON"
+        in capsys.readouterr().err
+    )

@@ -154,3 +154,36 @@ def test_a_file_without_schema_gets_one(tmp_path):
     assert store.db.execute("PRAGMA user_version").fetchone()[0] >= 1
     assert store.read_until(KEY) is None
     store.close()
+
+
+V1_SCHEMA = """
+CREATE TABLE groups (account TEXT NOT NULL, region TEXT NOT NULL, log_group TEXT NOT NULL,
+    read_until_ms INTEGER NOT NULL, PRIMARY KEY (account, region, log_group)) WITHOUT ROWID;
+CREATE TABLE streams (account TEXT NOT NULL, region TEXT NOT NULL, log_group TEXT NOT NULL,
+    log_stream TEXT NOT NULL, first_event_ms INTEGER NOT NULL, last_event_ms INTEGER NOT NULL,
+    events INTEGER NOT NULL, last_event_id TEXT NOT NULL,
+    PRIMARY KEY (account, region, log_group, log_stream)) WITHOUT ROWID;
+CREATE TABLE seen_events (account TEXT NOT NULL, region TEXT NOT NULL, log_group TEXT NOT NULL,
+    log_stream TEXT NOT NULL, event_id TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, region, log_group, log_stream, event_id)) WITHOUT ROWID;
+CREATE INDEX seen_events_by_time ON seen_events (account, region, log_group, timestamp_ms);
+INSERT INTO groups VALUES ('default', 'us-east-1', '/aws/ecr/image-scan-findings/web', 5000);
+INSERT INTO seen_events VALUES ('default', 'us-east-1', '/aws/ecr/image-scan-findings/web', 's', '7', 4000);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_version_1_file_is_migrated_with_its_offsets(tmp_path):
+    path = tmp_path / "state.db"
+    old = sqlite3.connect(path)
+    old.executescript(V1_SCHEMA)
+    old.close()
+    store = StateStore(str(path))
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.read_until(KEY) == 5000
+    assert store.seen_ids(KEY, 0) == {("s", "7")}
+    indexes = store.db.execute(
+        "SELECT name FROM sqlite_master WHERE type='index' AND name='seen_events_by_time'"
+    )
+    assert indexes.fetchall() == []
+    store.close()

@@ -56,6 +56,7 @@ def client_config(settings: Settings, region: str) -> Config:
         retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
+        max_pool_connections=max(10, settings.workers),  # botocore's default pool is 10
         user_agent_extra=f"wazuh-ecr-scan/{__version__}",
     )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from wazuh_ecr_scan.errors import StateError
 from wazuh_ecr_scan.flatten import LogEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MEMORY = ":memory:"
 
 _SCHEMA = """
@@ -49,8 +49,14 @@ CREATE TABLE IF NOT EXISTS seen_events (
     timestamp_ms INTEGER NOT NULL,
     PRIMARY KEY (account, region, log_group, log_stream, event_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_events_by_time ON seen_events (account, region, log_group, timestamp_ms);
 """
+# Each step takes a file from version N to N + 1.
+_MIGRATIONS = {
+    0: _SCHEMA,
+    # Version 1 had an index on (group, timestamp): every query already narrows to one group by the
+    # primary key and a live group keeps only its late window, so it cost a B-tree insert per event.
+    1: "DROP INDEX IF EXISTS seen_events_by_time;",
+}
 
 _RECOVERY = "move it aside and rerun: the module then starts again from --only_logs_after"
 
@@ -189,7 +195,8 @@ class StateStore:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+            # "" is SQLite's private temporary database: like :memory: but spilled to disk, not RAM.
+            db = sqlite3.connect("" if self.path == MEMORY else self.path, isolation_level=None, timeout=10)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
@@ -229,8 +236,8 @@ def _migrate(db: sqlite3.Connection) -> None:
         raise sqlite3.DatabaseError(
             f"schema version {version} is newer than this module's {SCHEMA_VERSION}; upgrade the module"
         )
-    if version < SCHEMA_VERSION:
-        db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+    for step in range(version, SCHEMA_VERSION):
+        db.executescript(f"BEGIN;{_MIGRATIONS[step]}PRAGMA user_version={step + 1};COMMIT;")
 
 
 def _k(key: GroupKey) -> tuple[str, str, str]:
