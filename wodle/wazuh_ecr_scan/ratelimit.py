@@ -45,7 +45,6 @@ class TokenBucket:
         self.tokens = max(1, math.floor(rate))
         self.window = max(1.0, 1.0 / rate) + JITTER_MARGIN_S
         self.granted = 0
-        self.waited = 0.0
         self._clock = clock
         self._sleep = sleep
         self._spent: collections.deque[float] = collections.deque(maxlen=self.tokens)
@@ -53,7 +52,6 @@ class TokenBucket:
 
     def acquire(self) -> float:
         """Block until a token is free, take it, and return the time (clock's) it was granted."""
-        began = self._clock()
         while True:
             with self._lock:
                 now = self._clock()
@@ -61,7 +59,6 @@ class TokenBucket:
                 if wait <= 0:
                     self._spent.append(now)
                     self.granted += 1
-                    self.waited += now - began
                     return now
             self._sleep(wait)
 

@@ -1,0 +1,121 @@
+"""Memory: peak RSS of the real CLI (a child process; ru_maxrss) replaying 100k findings, and ingesting a
+5000-finding backlog from moto: in one group or five, with moto's pages (10,000 events) or AWS-like pages
+of 1000 events, with one worker or four. Target: ≤ 80 MB. The first row is the floor: an idle pass (the
+interpreter, boto3 and one CloudWatch Logs client).
+
+    python bench/memory.py [--findings 100000] [--backlog 5000] [--quick]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _common import (
+    MotoProcess,
+    SinkProcess,
+    Workdir,
+    live_args,
+    load,
+    now_ms,
+    parser,
+    report,
+    run_cli,
+    scans,
+)
+from cpu_pipeline import write_recording
+from fault_proxy import FaultProxy
+
+TARGET_MB = 80.0
+HOUR_MS = 3_600_000
+
+
+def replay_rows(findings: int) -> list[dict[str, Any]]:
+    rows = []
+    with Workdir() as work, SinkProcess(work.socket) as sink:
+        recording = work.path / "recording.jsonl"
+        events = write_recording(recording, findings)
+        for name, state in (
+            ("replay, state file", ["--state_db", work.state()]),
+            ("replay, state in memory", []),
+        ):
+            run = run_cli("--run-once", "--replay", str(recording), "--socket", sink.path, *state)
+            got = sink.stats()
+            sink.reset()
+            rows.append(_row(f"{name} ({events:,} events)", run, got["events"], events))
+    return rows
+
+
+def backlog_rows(backlog: int) -> list[dict[str, Any]]:
+    rows = []
+    per_scan = min(1000, backlog)
+    count = max(1, backlog // per_scan)
+    with MotoProcess() as moto, FaultProxy(moto.url) as proxy, Workdir() as work:
+        with SinkProcess(work.socket) as sink:
+            run = run_cli(*live_args(proxy.url, sink.path, work.state("floor")))
+            rows.append(_row("idle pass, no groups (the floor)", run, 0, 0))
+        start = now_ms() - 2 * HOUR_MS
+        layouts = {
+            "one group": scans(["backlog/one"], count, per_scan, 5, start, seed=1),
+            "five groups": scans(
+                [f"backlog/five-{n}" for n in range(5)], max(1, count // 5), per_scan, 5, start, seed=2
+            ),
+        }
+        for layout, scan_list in layouts.items():
+            load(moto.url, scan_list)
+            events = sum(s.event_count() for s in scan_list)
+            groups = ",".join(sorted({s.log_group for s in scan_list}))
+            for split in (0, 1000):
+                for workers in (1, 4):
+                    if split:
+                        proxy.page_split("FilterLogEvents", max_events=split)
+                    with SinkProcess(work.socket) as sink:
+                        extra = ("--aws_log_groups", groups, "--workers", str(workers), "--max_rate", "50")
+                        run = run_cli(
+                            *live_args(proxy.url, sink.path, work.state(f"{layout}{split}{workers}"), *extra)
+                        )
+                        got = sink.stats()
+                    proxy.clear_page_split()
+                    pages = f"pages of {split}" if split else "moto pages"
+                    rows.append(
+                        _row(
+                            f"backlog {events:,} events, {layout}, {pages}, --workers {workers}",
+                            run,
+                            got["events"],
+                            events,
+                        )
+                    )
+    return rows
+
+
+def _row(name: str, run: Any, received: int, expected: int) -> dict[str, Any]:
+    return {
+        "run": name,
+        "peak_rss_mb": round(run.max_rss_mb, 1),
+        "cpu_s": round(run.cpu_s, 2),
+        "wall_s": round(run.wall_s, 2),
+        "events": received,
+        "complete": received == expected,
+        "met": run.max_rss_mb <= TARGET_MB,
+    }
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--findings", type=int, default=100_000)
+    p.add_argument("--backlog", type=int, default=5000)
+    args = p.parse_args()
+    findings, backlog = (2000, 500) if args.quick else (args.findings, args.backlog)
+    results = backlog_rows(backlog) + replay_rows(findings)
+    rows = [(r["run"], r["peak_rss_mb"], r["met"], r["cpu_s"], r["wall_s"], r["complete"]) for r in results]
+    headers = ("run", "peak RSS MB", f"≤ {TARGET_MB:.0f} MB", "CPU s", "wall s", "all events")
+    summary = {
+        "target_mb": TARGET_MB,
+        "met": all(r["met"] for r in results),
+        "complete": all(r["complete"] for r in results),
+        "runs": results,
+    }
+    report("memory", headers, rows, summary)
+
+
+if __name__ == "__main__":
+    main()
