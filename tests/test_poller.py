@@ -139,3 +139,18 @@ def test_an_event_repeated_inside_one_page_is_sent_once():
     reader.events[A].append(reader.events[A][0])
     poller(state, sender, Clock(MIDNIGHT + 60_000)).run_pass([Source("default", reader)])
     assert len(sender.sent) == 1
+
+
+def test_a_host_clock_running_ahead_of_aws_does_not_move_the_window(caplog):
+    reader, sender, state = FakeReader(), FakeSender(), StateStore(":memory:")
+    aws_now = MIDNIGHT + 3_600_000
+    reader.put(A, aws_now - 60_000)
+    reader.server_times_ms = {A: aws_now}
+    clock = Clock(aws_now + 3_600_000)  # this host is an hour ahead
+    poller(state, sender, clock).run_pass([Source("default", reader)])
+    assert state.read_until(GroupKey("default", "us-east-1", A)) == aws_now
+    assert "clock is 3600 s ahead of AWS's" in caplog.text
+
+    reader.put(A, aws_now - 60_000)  # a late write of the same scan, same timestamp
+    poller(state, sender, clock).run_pass([Source("default", reader)])
+    assert len(sender.sent) == 2  # an hour-ahead window would have started after it

@@ -33,6 +33,7 @@ from wazuh_ecr_scan.state import GroupKey, StateStore
 
 # A FilterLogEvents page holds up to 10,000 events; committing in slices bounds what a kill re-sends.
 COMMIT_EVERY = 500
+CLOCK_SKEW_WARNING_MS = 60_000
 AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 # Errors a later pass will most likely get past by itself: a warning, not an error.
 TRANSIENT_CODES = {
@@ -88,6 +89,7 @@ class Poller:
         self.should_stop = should_stop
         self.late_ms = settings.late_window_s * 1000
         self._detail = log.isEnabledFor(DETAIL)
+        self._skew_reported = False
 
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
@@ -198,12 +200,29 @@ class Poller:
     def _finish_group(self, source: Source, key: GroupKey, now_ms: int) -> None:
         if not source.time_filtered:
             return  # a replay de-duplicates by id only: the live reading window is not its to move
+        now_ms = self._aws_time(source, key, now_ms)
         forget_before = now_ms - self.late_ms
         remove = self.settings.remove_log_streams
         if remove:
             self._remove_finished_streams(source, key, forget_before)
         # With stream removal, a stream's row goes only once it was deleted, so a failed delete is retried.
         self.state.finish_group(key, now_ms, forget_before, prune_streams=not remove)
+
+    def _aws_time(self, source: Source, key: GroupKey, now_ms: int) -> int:
+        """The earlier of this host's time and AWS's (Date of the group's first page) when the group's
+        reading began: a host clock running ahead must not move the window past late writes."""
+        server_ms = getattr(source.reader, "server_times_ms", {}).get(key.log_group)
+        if server_ms is None:
+            return now_ms
+        if now_ms - server_ms > CLOCK_SKEW_WARNING_MS and not self._skew_reported:
+            self._skew_reported = True
+            log.warning(
+                "this host's clock is %d s ahead of AWS's (region %s): the reading window follows AWS's"
+                " clock; check NTP",
+                (now_ms - server_ms) // 1000,
+                key.region,
+            )
+        return min(now_ms, server_ms)
 
     def _read_group(self, source: Source, group: str, stats: GroupStats) -> None:
         key = GroupKey(source.account, source.reader.region, group)
