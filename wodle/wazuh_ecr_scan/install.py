@@ -389,7 +389,11 @@ def _ruleset_wanted(args: argparse.Namespace, root: Path) -> bool:
 
 
 def _project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    """The checkout this module runs from, else the copy `pip install` laid under <prefix>/share."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "wodle" / LAUNCHER).exists():
+        return checkout
+    return Path(sys.prefix) / "share" / "wazuh-ecr-scan"
 
 
 def _check_source(source: Source, wodle: bool, ruleset: bool) -> None:
