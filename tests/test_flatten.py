@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from wazuh_ecr_scan.encode import MAX_DATAGRAM, encode_event
+from wazuh_ecr_scan.encode import MAX_DATAGRAM, STATUS_HEADER, encode_event, encode_status
 from wazuh_ecr_scan.flatten import LogEvent, flatten, iso_millis
 from wazuh_ecr_scan.names import parse_stream_name, repository_of
 from wazuh_ecr_scan.replay import ReplayReader
@@ -61,6 +61,8 @@ def test_stream_names_parse_from_the_right(name, kind, tag, scan_time):
         f"SEVERE-latest-{DIGEST}-2025-06-02T14-17-40Z",
         f"HIGH-latest-{DIGEST}-2025-06-02T14:17:40Z",
         f"high-latest-{DIGEST}-2025-06-02T14-17-40Z",
+        f"HIGH-latest-{DIGEST}-2025-06-02T14-17-40Z\n",
+        f"HIGH-latest-{DIGEST}-\u0662\u0660\u0662\u0665-06-02T14-17-40Z",
         "",
     ],
 )
@@ -260,6 +262,39 @@ def test_reference_samples_flatten_without_a_single_unparsed(sample):
         assert ecr["image_digest"] == detail["image-digest"]
         assert ecr["image_tag"] == detail["image-tags"][0]
         assert ecr["scan_time"] == document["triggerEvent"]["time"]
+
+
+def test_a_stream_split_across_recording_objects_keeps_every_event(tmp_path):
+    stream = f"MEDIUM-latest-{DIGEST}-2025-06-07T02-02-04Z"
+
+    def part(cve):
+        return {
+            "logGroupName": GROUP,
+            "logStreams": [
+                {
+                    "logStreamName": stream,
+                    "events": [
+                        {
+                            "timestamp": 1749261724000,
+                            "message": json.dumps({"name": cve, "severity": "MEDIUM"}),
+                        }
+                    ],
+                }
+            ],
+        }
+
+    path = tmp_path / "appended.json"
+    path.write_text(json.dumps([part("CVE-2025-0001"), part("CVE-2025-0002")]))
+    events = [e for page in ReplayReader(str(path), "us-east-1", ()).pages(GROUP, 0) for e in page]
+    assert len({(e.log_stream, e.event_id) for e in events}) == 2
+    assert sorted(json.loads(e.message)["name"] for e in events) == ["CVE-2025-0001", "CVE-2025-0002"]
+
+
+def test_a_long_status_line_is_cut_between_characters_and_stays_one_line():
+    data = encode_status("WARNING: \r\n" + "\u00e9" * 40_000)
+    assert len(data) <= MAX_DATAGRAM
+    text = data[len(STATUS_HEADER) :].decode("utf-8")
+    assert "\n" not in text and "\r" not in text
 
 
 GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.jsonl"))

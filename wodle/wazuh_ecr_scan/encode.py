@@ -39,8 +39,10 @@ def encode_event(event: dict[str, Any]) -> bytes:
 
 
 def encode_status(line: str) -> bytes:
-    data = STATUS_HEADER + line.replace("\n", " ").encode("utf-8", "replace")
-    return data[:MAX_DATAGRAM]
+    one_line = line.replace("\r", " ").replace("\n", " ")
+    data = STATUS_HEADER + one_line.encode("utf-8", "replace")
+    # Cut at a character boundary: a byte cut could leave half a UTF-8 sequence at the end.
+    return data[:MAX_DATAGRAM].decode("utf-8", "ignore").encode("utf-8")
 
 
 def to_json_line(event: dict[str, Any]) -> str:

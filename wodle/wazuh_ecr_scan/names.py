@@ -13,7 +13,8 @@ STREAM_KINDS = ("SUMMARY", "INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL",
 # An empty tag is accepted: it is what an untagged image would give if the Lambda got that far.
 _STREAM_RE = re.compile(
     r"^(?P<kind>" + "|".join(STREAM_KINDS) + r")-(?P<tag>.*)-(?P<digest>[0-9a-f]{64})"
-    r"-(?P<date>\d{4}-\d{2}-\d{2})T(?P<h>\d{2})-(?P<m>\d{2})-(?P<s>\d{2})Z$"
+    r"-(?P<date>\d{4}-\d{2}-\d{2})T(?P<h>\d{2})-(?P<m>\d{2})-(?P<s>\d{2})Z\Z",
+    re.ASCII,
 )
 
 

@@ -30,6 +30,7 @@ class ReplayReader:
         self.region = region
         self._offsets: dict[str, list[int]] = {}
         self._loaded: dict[str, list[LogEvent]] = {}
+        self._made_up_ids: dict[tuple[str, str], int] = {}
         if _is_json_lines(path):
             self._index_json_lines()
         else:
@@ -125,7 +126,11 @@ class ReplayReader:
         events = self._loaded.setdefault(group, [])
         for stream in document["logStreams"]:
             name = stream.get("logStreamName")
-            for n, raw in enumerate(stream.get("events", [])):
+            for raw in stream.get("events", []):
+                # A stream may appear in several objects (a recording appended to while the Lambda
+                # wrote): made-up ids continue per stream, or de-duplication would drop the later ones.
+                n = self._made_up_ids.get((group, name), 0)
+                self._made_up_ids[(group, name)] = n + 1
                 raw = {"logStreamName": name, "eventId": f"replay-{n:08d}", **raw}
                 events.append(self._event(group, raw, f"{name} event {n}"))
         events.sort(key=lambda e: e.timestamp)
