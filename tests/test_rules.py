@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ruletest import Case, Engine, load_case_dir, project_engine
 from ruletest.project import CASES_DIR, REPO_ROOT
+from wazuh_ecr_scan.sender import status_line
 
 CASES = load_case_dir(CASES_DIR)
 SCHEMA_DOC = REPO_ROOT / "docs" / "event-schema.md"
@@ -64,6 +65,15 @@ def test_error_description_names_the_problem(engine: Engine) -> None:
     result = engine.process(datagram)
     assert result.description == "ECR scan ingestion failing: " + datagram.split(": ERROR: ", 1)[1]
     assert result.alert
+
+
+def test_a_long_error_still_reads_in_the_alert(engine: Engine) -> None:
+    """AWS error texts can name a 256-character repository twice; analysisd would show the raw template."""
+    message = "region us-east-1: AccessDeniedException on FilterLogEvents for group /aws/ecr/" + "é" * 1500
+    result = engine.process("1:wazuh-ecr-scan:" + status_line("ERROR", message))
+    assert result.ut == ("110241", "7", "wazuh-ecr-scan")
+    assert result.description.startswith("ECR scan ingestion failing: region us-east-1: AccessDenied")
+    assert result.description.endswith("é...")
 
 
 def test_schema_example_finding(engine: Engine) -> None:

@@ -118,6 +118,19 @@ class StdoutSender:
         self.flush()
 
 
+# analysisd keeps a rule's <description> unexpanded once the expansion would reach OS_COMMENT_MAX
+# (1024 bytes, eventinfo.c): the health rules wrap $(ecr_scan.message) in about 30 bytes of text.
+MAX_STATUS_MESSAGE_BYTES = 900
+
+
+def status_line(level: str, message: str) -> str:
+    """`wazuh-ecr-scan: LEVEL: message`, the message cut short enough for the alert to show it."""
+    raw = message.encode("utf-8")
+    if len(raw) > MAX_STATUS_MESSAGE_BYTES:
+        message = raw[:MAX_STATUS_MESSAGE_BYTES].decode("utf-8", "ignore") + "..."
+    return f"{NAME}: {level}: {message}"
+
+
 class StatusHandler(logging.Handler):
     """Sends INFO and above as `wazuh-ecr-scan: LEVEL: message` status lines to analysisd."""
 
@@ -131,4 +144,4 @@ class StatusHandler(logging.Handler):
             return
         # A failure here is reported by whoever sends the next event.
         with contextlib.suppress(AnalysisdUnavailable):
-            self.sender.send_status(f"{NAME}: {record.levelname}: {record.getMessage()}")
+            self.sender.send_status(status_line(record.levelname, record.getMessage()))
