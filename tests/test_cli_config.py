@@ -146,7 +146,11 @@ def test_blocks_that_would_share_offsets_are_refused(tmp_path, aws_files):
 def test_without_config_the_command_line_is_the_one_service(tmp_path):
     settings = parse_args(["--state_db", str(tmp_path / "s.db"), "--aws_profile", "p"])
     assert settings.passes() == (settings,)
-    assert settings.account == "default"  # as before: a profile alone does not relabel the state
+    assert settings.account == "p"  # the same label as a <service> block with this profile would get
+    role = "arn:aws:iam::222222222222:role/wazuh"
+    db = ["--state_db", str(tmp_path / "s.db")]
+    assert parse_args([*db, "--iam_role_arn", role, "--aws_profile", "p"]).account == "222222222222"
+    assert parse_args(db).account == "default"
     assert parse_args(["--state_db", "x", "--aws_account_alias", "prod"]).account == "prod"
 
 

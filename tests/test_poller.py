@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import AnalysisdUnavailable
 from wazuh_ecr_scan.flatten import LogEvent
@@ -17,6 +18,7 @@ MIDNIGHT = 20_000 * DAY_MS  # some day's 00:00 UTC
 STREAM = "HIGH-v1-" + "a" * 64 + "-2024-10-05T23-49-00Z"
 A = "/aws/ecr/image-scan-findings/a"
 B = "/aws/ecr/image-scan-findings/b"
+MIN = 60_000
 
 
 class FakeReader:
@@ -76,7 +78,7 @@ class Clock:
 
 
 def poller(state: StateStore, sender: FakeSender, clock: Clock, **settings) -> Poller:
-    return Poller(Settings(workers=1, **settings), state, sender, clock)
+    return Poller(Settings(**{"workers": 1, **settings}), state, sender, clock)
 
 
 def test_a_group_first_seen_after_midnight_is_read_from_before_the_last_pass():
@@ -92,6 +94,106 @@ def test_a_group_first_seen_after_midnight_is_read_from_before_the_last_pass():
     # not from today 00:00 but from a recent pass over this account and region, less the 20-minute window
     assert reader.starts[B] <= MIDNIGHT - 10 * 60_000
     assert len(sender.sent) == 2
+
+
+class FlakyReader(FakeReader):
+    """Groups in `failing` answer ThrottlingException (a transient error: "skipped this pass")."""
+
+    def __init__(self, page_size: int = 10_000) -> None:
+        super().__init__(page_size)
+        self.failing: set[str] = set()
+
+    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+        if log_group in self.failing:
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "FilterLogEvents")
+        yield from super().pages(log_group, start_ms)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_new_group_skipped_before_midnight_is_read_from_its_first_start_after_it(workers):
+    reader, sender, state = FlakyReader(), FakeSender(), StateStore(":memory:")
+    reader.put(A, MIDNIGHT - 3 * 60 * MIN)  # both repositories' scans at 21:00
+    reader.put(B, MIDNIGHT - 3 * 60 * MIN)
+    reader.failing.add(B)
+    clock = Clock(MIDNIGHT - 10 * MIN)  # first run 23:50
+    poller(state, sender, clock, workers=workers).run_pass([Source("default", reader)])
+    assert len(sender.sent) == 1  # B throttled: skipped this pass
+
+    reader.failing.clear()
+    clock.now_ms = MIDNIGHT + 5 * MIN  # the next pass, after midnight
+    poller(state, sender, clock, workers=workers).run_pass([Source("default", reader)])
+    assert reader.starts[B] == MIDNIGHT - DAY_MS  # the day it was first listed, not the new day
+    assert len(sender.sent) == 2
+
+
+def test_a_new_group_interrupted_before_midnight_resumes_from_its_first_start():
+    reader, state = FakeReader(page_size=COMMIT_EVERY), StateStore(":memory:")
+    reader.put(A, MIDNIGHT - 60 * MIN, n=3 * COMMIT_EVERY)
+    first = FakeSender(fail_after=COMMIT_EVERY)
+    with pytest.raises(AnalysisdUnavailable):
+        poller(state, first, Clock(MIDNIGHT - 10 * MIN)).run_pass([Source("default", reader)])
+    second = FakeSender()
+    poller(state, second, Clock(MIDNIGHT + 5 * MIN)).run_pass([Source("default", reader)])
+    assert len(first.sent) + len(second.sent) == 3 * COMMIT_EVERY
+    assert not set(first.sent) & set(second.sent)
+
+
+def test_a_new_group_listed_but_not_reached_before_a_stop_keeps_its_first_start():
+    reader, sender, state = FakeReader(), FakeSender(), StateStore(":memory:")
+    reader.put(A, MIDNIGHT - 3 * 60 * MIN)
+    reader.put(B, MIDNIGHT - 3 * 60 * MIN)
+    stop = Poller(
+        Settings(workers=1), state, sender, Clock(MIDNIGHT - 10 * MIN), should_stop=lambda: bool(sender.sent)
+    )
+    stop.run_pass([Source("default", reader)])  # stops after group A
+    assert B not in reader.starts
+    poller(state, sender, Clock(MIDNIGHT + 5 * MIN)).run_pass([Source("default", reader)])
+    assert len(sender.sent) == 2
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_new_groups_first_scan_is_not_lost_to_a_group_finished_earlier_in_the_same_pass(workers):
+    """With an interval longer than the late window, A (listed first) must not move the window that B,
+    new in this listing, starts from."""
+    reader, sender, state = FakeReader(), FakeSender(), StateStore(":memory:")
+    clock = Clock(MIDNIGHT - 30 * MIN)  # 23:30
+    reader.put(A, MIDNIGHT - 60 * MIN)
+    poller(state, sender, clock, workers=workers).run_pass([Source("default", reader)])
+
+    reader.put(B, MIDNIGHT - 20 * MIN)  # repository B's first scan, 23:40
+    clock.now_ms = MIDNIGHT + 10 * MIN  # next pass 00:10
+    poller(state, sender, clock, workers=workers).run_pass([Source("default", reader)])
+    assert len(sender.sent) == 2
+
+
+class SlowPassReader(FakeReader):
+    """Reading group A takes 40 minutes; meanwhile repository B's group is created (after the listing)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+        yield from super().pages(log_group, start_ms)
+        if log_group == A and B not in self.events:
+            self.put(B, self.clock.now_ms + 10 * MIN)
+            self.clock.now_ms += 40 * MIN
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_group_created_during_a_long_pass_is_read_from_before_that_pass_listed(workers):
+    state, sender = StateStore(":memory:"), FakeSender()
+    clock = Clock(MIDNIGHT - 60 * MIN)  # 23:00
+    reader = SlowPassReader(clock)
+    others = [f"/aws/ecr/image-scan-findings/c-{n}" for n in range(workers)]  # read after the slow one
+    for group in (A, *others):
+        reader.put(group, MIDNIGHT - 2 * 60 * MIN)
+    poller(state, sender, clock, workers=workers).run_pass([Source("default", reader)])
+    assert len(sender.sent) == 1 + workers  # B, created at 23:10, was not listed by this pass
+
+    clock.now_ms = MIDNIGHT + 5 * MIN
+    poller(state, sender, clock, workers=workers).run_pass([Source("default", reader)])
+    assert len(sender.sent) == 2 + workers
 
 
 def test_first_ever_pass_starts_today_and_only_logs_after_stays_a_floor():
@@ -126,7 +228,7 @@ def test_sending_stopped_mid_page_commits_exactly_what_was_sent():
         poller(state, sender, Clock(MIDNIGHT + 60_000)).run_pass([Source("default", reader)])
     key = GroupKey("default", "us-east-1", A)
     assert len(state.seen_ids(key, 0)) == stops_at
-    assert state.read_until(key) is None  # the group's pass did not complete
+    assert state.read_until(key) == MIDNIGHT + 20 * 60_000  # not complete: its first start is kept
 
     sender = FakeSender()
     poller(state, sender, Clock(MIDNIGHT + 120_000)).run_pass([Source("default", reader)])
@@ -154,3 +256,46 @@ def test_a_host_clock_running_ahead_of_aws_does_not_move_the_window(caplog):
     reader.put(A, aws_now - 60_000)  # a late write of the same scan, same timestamp
     poller(state, sender, clock).run_pass([Source("default", reader)])
     assert len(sender.sent) == 2  # an hour-ahead window would have started after it
+
+
+class VanishedStreamReader(FakeReader):
+    """DeleteLogStream as CloudWatch answers it for a stream already gone (by hand, by a retention policy)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deletes: list[str] = []
+
+    def delete_stream(self, log_group: str, log_stream: str) -> None:
+        self.deletes.append(log_stream)
+        raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "DeleteLogStream")
+
+
+def test_remove_log_streams_forgets_a_stream_that_is_already_gone(caplog):
+    reader, sender, state = VanishedStreamReader(), FakeSender(), StateStore(":memory:")
+    reader.put(A, MIDNIGHT + 1000)
+    clock = Clock(MIDNIGHT + 60 * MIN)
+    for _ in range(3):
+        poller(state, sender, clock, remove_log_streams=True).run_pass([Source("default", reader)])
+        clock.now_ms += 5 * MIN
+    assert reader.deletes == [STREAM]  # tried once, not on every pass
+    assert state.streams_done_before(GroupKey("default", "us-east-1", A), clock.now_ms) == []
+    assert "cannot remove log stream" not in caplog.text
+
+
+class DeletedGroupReader(FakeReader):
+    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+        if log_group == B:
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "FilterLogEvents")
+        yield from super().pages(log_group, start_ms)
+
+
+def test_a_discovered_group_deleted_before_its_read_is_a_warning_a_named_one_an_error(caplog):
+    reader, sender, state = DeletedGroupReader(), FakeSender(), StateStore(":memory:")
+    reader.put(A, MIDNIGHT + 1000)
+    reader.put(B, MIDNIGHT + 1000)
+    clock = Clock(MIDNIGHT + 60 * MIN)
+    stats = poller(state, sender, clock).run_pass([Source("default", reader)])
+    assert (stats.errors, stats.warnings, len(sender.sent)) == (0, 1, 1)
+    assert f"log group {B} was deleted after it was listed; skipped" in caplog.text
+    stats = poller(state, sender, clock, log_groups=(A, B)).run_pass([Source("default", reader)])
+    assert (stats.errors, stats.warnings) == (1, 0)

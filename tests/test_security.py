@@ -37,3 +37,14 @@ def test_mask_patterns():
     for secret in ("AKIAABCDEFGHIJKLMNOP", "0123abcdef", "IQoJb3JpZ2luX2VjEJr", "abc/def+ghi"):
         assert secret not in masked
     assert mask("token s3cr3t-value here", {"s3cr3t-value"}) == "token *** here"
+
+
+def test_secrets_of_a_role_assumed_every_pass_stay_bounded_and_the_newest_are_masked():
+    from wazuh_ecr_scan.logs import MAX_SECRETS, SecretMask
+
+    masker = SecretMask()
+    for n in range(10 * MAX_SECRETS):  # a year of passes in loop mode, each assuming the role again
+        masker.register(f"session-token-{n:06d}")
+    assert len(masker.secrets) == MAX_SECRETS
+    newest = f"session-token-{10 * MAX_SECRETS - 1:06d}"
+    assert mask(f"using {newest}", masker.secrets) == "using ***"

@@ -125,6 +125,8 @@ def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> t
     total = PassStats()
     failures = 0
     for settings, poller in pollers:
+        if poller.should_stop():
+            break  # a signal: no new credentials or listings for the remaining blocks
         try:
             stats = poller.run_pass(build_sources(settings, counter))
         except CredentialsError as exc:

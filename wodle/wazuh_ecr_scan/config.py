@@ -87,7 +87,9 @@ class Settings:
     @property
     def account(self) -> str:
         """The label the state DB keys this account's offsets by."""
-        return self.account_label or self.aws_account_id or self.aws_account_alias or "default"
+        return self.account_label or state_label(
+            self.aws_account_id, self.aws_account_alias, self.iam_role_arn, self.aws_profile
+        )
 
     def passes(self) -> tuple[Settings, ...]:
         """The settings of each service block read in a pass: the file's blocks, or the command line."""
@@ -305,10 +307,17 @@ def _service_settings(cli: Settings, path: str, service: ServiceBlock, explicit:
     origin = f"{path} line {service.line}"
     if not values["regions"]:
         values["regions"] = (_profile_region(values["aws_profile"], origin),)
-    role = ROLE_ARN_RE.match(values["iam_role_arn"] or "")
-    role_account = role[1] if role else None
-    label = values["aws_account_id"] or values["aws_account_alias"] or role_account or values["aws_profile"]
-    return replace(cli, account_label=label or "default", origin=origin, **values)
+    label = state_label(
+        values["aws_account_id"], values["aws_account_alias"], values["iam_role_arn"], values["aws_profile"]
+    )
+    return replace(cli, account_label=label, origin=origin, **values)
+
+
+def state_label(account_id: str | None, alias: str | None, role_arn: str | None, profile: str | None) -> str:
+    """The label an account's offsets are kept under, the same from the command line and --config:
+    two accounts read through one state file must never share a group's window."""
+    role = ROLE_ARN_RE.match(role_arn or "")
+    return account_id or alias or (role[1] if role else None) or profile or "default"
 
 
 def _profile_region(profile: str | None, origin: str) -> str:

@@ -12,6 +12,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import TextIO
 
 from wazuh_ecr_scan.errors import ConfigError
@@ -33,12 +34,23 @@ _SECRET_PATTERNS = (
 )
 
 
+MAX_SECRETS = 64  # credentials kept for masking (profile, then one set per role assumed)
+
+
 class SecretMask(logging.Filter):
     """Masks registered secret values and anything shaped like AWS credentials or signatures."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.secrets: set[str] = set()
+        # Insertion-ordered, newest last: a role assumed at every pass adds fresh credentials, and
+        # only the latest ones can still be in use.
+        self.secrets: dict[str, None] = {}
+
+    def register(self, secret: str) -> None:
+        self.secrets.pop(secret, None)
+        self.secrets[secret] = None
+        while len(self.secrets) > MAX_SECRETS:
+            del self.secrets[next(iter(self.secrets))]
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
@@ -48,7 +60,7 @@ class SecretMask(logging.Filter):
         return True
 
 
-def mask(text: str, secrets: set[str]) -> str:
+def mask(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, _MASK)
@@ -163,7 +175,7 @@ def _is_terminal(stream: TextIO) -> bool:
 
 def register_secret(value: str | None) -> None:
     if value:
-        SECRET_MASK.secrets.add(value)
+        SECRET_MASK.register(value)
 
 
 def local_only() -> dict[str, dict[str, bool]]:

@@ -1,10 +1,10 @@
 """One pass: discover → read → flatten → send → commit, for every group of every source.
 
-Which events a pass reads: from the start of the last complete pass less the late-write window (the
-Lambda stamps every event of a scan with its start time and writes for up to 15 minutes), or from
---only_logs_after when the group has no state. Events re-read inside that window are skipped by
-(stream, eventId), so a rerun re-sends nothing; a page's ids are committed right after its events
-were delivered, so a kill re-sends at most one page.
+Which events a pass reads: from the listing time of the group's last complete pass less the late-write
+window (the Lambda stamps every event of a scan with its start time and writes for up to 15 minutes), or
+from its first start (kept as soon as the group is listed) when no pass over it has completed yet.
+Events re-read inside that window are skipped by (stream, eventId), so a rerun re-sends nothing; a
+page's ids are committed right after its events were delivered, so a kill re-sends at most one page.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Source:
 
 @dataclass(frozen=True)
 class _GroupJob:
-    """One group to read ahead: where it starts, and the pass time its state will record."""
+    """One group to read in this pass: where it starts, and the time its state will record (the listing's)."""
 
     source: Source
     key: GroupKey
@@ -90,31 +90,54 @@ class Poller:
         self.late_ms = settings.late_window_s * 1000
         self._detail = log.isEnabledFor(DETAIL)
         self._skew_reported = False
+        self._last_pass: dict[tuple[str, str], int | None] = {}
 
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
         started = self.clock()
+        # The previous pass's listing time, taken before this pass finishes any group: a group that is
+        # new in this pass's listing was created after it.
+        self._last_pass = {
+            (s.account, s.reader.region): self.state.last_pass(s.account, s.reader.region) for s in sources
+        }
         if self.settings.workers > 1 and any(source.time_filtered for source in sources):
             # Only live sources wait on the network; a replay reads a local file, and worker threads
             # would just contend with this one for the GIL.
             self._read_ahead(sources, stats)
         else:
             for source in sources:
+                if self.should_stop():
+                    break
                 self._read_source(source, stats)
         stats.duration = self.clock() - started
         return stats
 
     def _read_source(self, source: Source, stats: PassStats) -> None:
         region = source.reader.region
+        listed_ms = int(self.clock() * 1000)
         try:
             groups = self._list_groups(source)
         except AWS_ERRORS as exc:
             self._listing_failed(exc, region, stats)
             return
-        for group in groups:
+        jobs = self._claim_new_groups(source, groups, listed_ms)
+        for job in jobs:
             if self.should_stop():
                 return
-            self._read_guarded(region, group, stats, functools.partial(self._read_group, source, group))
+            read = functools.partial(self._read_group, job)
+            self._read_guarded(region, job.key.log_group, stats, read)
+
+    def _claim_new_groups(self, source: Source, groups: list[str], listed_ms: int) -> list[_GroupJob]:
+        """Each group's job, its window ending at the listing time (earlier than any of its reads). A
+        group listed for the first time keeps its first start in the state at once, so a read that is
+        skipped, interrupted or never reached resumes from there, not from a later pass's start."""
+        jobs = []
+        for group in groups:
+            key = GroupKey(source.account, source.reader.region, group)
+            jobs.append(_GroupJob(source, key, listed_ms, self._start_ms(key, source, listed_ms)))
+        if source.time_filtered:
+            self.state.claim_groups([(job.key, job.start_ms + self.late_ms) for job in jobs])
+        return jobs
 
     def _list_groups(self, source: Source) -> list[str]:
         groups = source.reader.groups(self.settings.log_groups, self.settings.log_group_prefix)
@@ -149,8 +172,9 @@ class Poller:
 
     def _read_ahead(self, sources: list[Source], stats: PassStats) -> None:
         with Prefetcher(self.settings.workers) as prefetch:
+            listed_ms = int(self.clock() * 1000)
             listings = [prefetch.call(self._list_groups, source) for source in sources]
-            jobs = prefetch.ordered(self._group_jobs(sources, listings), self._job_pages)
+            jobs = prefetch.ordered(self._group_jobs(sources, listings, listed_ms), self._job_pages)
             for job, pages in jobs:
                 if isinstance(job, _ListingFailed):
                     self._listing_failed(job.error, job.region, stats)
@@ -162,22 +186,18 @@ class Poller:
                 self._read_guarded(job.key.region, job.key.log_group, stats, read)
 
     def _group_jobs(
-        self, sources: list[Source], listings: list[Future[list[str]]]
+        self, sources: list[Source], listings: list[Future[list[str]]], listed_ms: int
     ) -> Iterator[_GroupJob | _ListingFailed]:
         """Listing failures first, then the groups of all sources taken in turn, so that the pool reads
         several regions at once (each region has its own request-rate cap)."""
-        listed: list[list[tuple[Source, str]]] = []
+        listed: list[list[_GroupJob]] = []
         for source, listing in zip(sources, listings, strict=True):
             try:
-                listed.append([(source, group) for group in listing.result()])
+                listed.append(self._claim_new_groups(source, listing.result(), listed_ms))
             except AWS_ERRORS as exc:
                 yield _ListingFailed(source.reader.region, exc)
         for turn in itertools.zip_longest(*listed):
-            for source, group in filter(None, turn):
-                key = GroupKey(source.account, source.reader.region, group)
-                # read_until must not be later than the group's first call: take the time now.
-                now_ms = int(self.clock() * 1000)
-                yield _GroupJob(source, key, now_ms, self._start_ms(key, source, now_ms))
+            yield from filter(None, turn)
 
     @staticmethod
     def _job_pages(job: _GroupJob | _ListingFailed) -> Callable[[], Iterator[list[LogEvent]]] | None:
@@ -209,8 +229,8 @@ class Poller:
         self.state.finish_group(key, now_ms, forget_before, prune_streams=not remove)
 
     def _aws_time(self, source: Source, key: GroupKey, now_ms: int) -> int:
-        """The earlier of this host's time and AWS's (Date of the group's first page) when the group's
-        reading began: a host clock running ahead must not move the window past late writes."""
+        """The earlier of this host's time when the groups were listed and AWS's (Date of the group's
+        first page): a host clock running ahead must not move the window past late writes."""
         server_ms = getattr(source.reader, "server_times_ms", {}).get(key.log_group)
         if server_ms is None:
             return now_ms
@@ -224,11 +244,8 @@ class Poller:
             )
         return min(now_ms, server_ms)
 
-    def _read_group(self, source: Source, group: str, stats: GroupStats) -> None:
-        key = GroupKey(source.account, source.reader.region, group)
-        now_ms = int(self.clock() * 1000)
-        job = _GroupJob(source, key, now_ms, self._start_ms(key, source, now_ms))
-        self._read_job(job, source.reader.pages(group, job.start_ms), stats)
+    def _read_group(self, job: _GroupJob, stats: GroupStats) -> None:
+        self._read_job(job, job.source.reader.pages(job.key.log_group, job.start_ms), stats)
 
     def _start_ms(self, key: GroupKey, source: Source, now_ms: int) -> int:
         floor = self.settings.only_logs_after_ms
@@ -242,7 +259,7 @@ class Poller:
         # A group with no state starts today 00:00 UTC, or earlier when the last pass over this account
         # and region could not have seen it: a repository whose first scan came just before midnight.
         today = start_of_today_ms(now_ms / 1000)
-        last_pass = self.state.last_pass(key.account, key.region)
+        last_pass = self._last_pass.get((key.account, key.region))
         return today if last_pass is None else min(today, last_pass - self.late_ms)
 
     def _deliver_page(
@@ -319,6 +336,9 @@ class Poller:
             try:
                 delete(key.log_group, stream)
             except AWS_ERRORS as exc:
+                if _error_code(exc) == "ResourceNotFoundException":  # already gone (by hand, retention)
+                    self.state.forget_stream(key, stream)
+                    continue
                 log.warning("cannot remove log stream %s: %s", stream, describe_error(exc, key.log_group))
                 continue
             self.state.forget_stream(key, stream)
@@ -331,18 +351,27 @@ class Poller:
                 f"region {region}: AWS rejected the credentials: {describe_error(exc)}"
             ) from exc
 
-    @staticmethod
     def _report_skipped(
-        exc: BaseException, region: str, group: str, group_stats: GroupStats, stats: PassStats
+        self, exc: BaseException, region: str, group: str, group_stats: GroupStats, stats: PassStats
     ) -> None:
-        code = exc.response.get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
+        code = _error_code(exc)
         transient = code in TRANSIENT_CODES or isinstance(
             exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
         )
         group_stats.skipped = "skipped: " + (code or exc.__class__.__name__)
-        if transient:
+        if code == "ResourceNotFoundException" and group not in self.settings.log_groups:
+            # Discovered in this pass's listing, deleted before its read: a race, not a fault. A group
+            # named in --aws_log_groups that does not exist stays an error.
+            stats.warnings += 1
+            log.warning("region %s: log group %s was deleted after it was listed; skipped", region, group)
+        elif transient:
             stats.warnings += 1
             log.warning("region %s: %s; group skipped this pass", region, describe_error(exc, group))
         else:
             stats.errors += 1
             log.error("region %s: %s", region, describe_error(exc, group))
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""

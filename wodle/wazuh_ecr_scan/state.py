@@ -1,4 +1,5 @@
-"""Read state in SQLite: per group the start of the last complete pass, per stream what was delivered,
+"""Read state in SQLite: per group the listing time of its last complete pass (or, until one completes,
+the window its first start comes from), per stream what was delivered,
 and the event ids delivered inside the late-write window (so re-reading that window re-sends nothing).
 
 One instance per file: an exclusive lock on `<db>.lock` is held for the life of the process.
@@ -165,6 +166,15 @@ class StateStore:
                     "DELETE FROM streams WHERE account=? AND region=? AND log_group=? AND last_event_ms < ?",
                     (*_k(key), forget_before_ms),
                 )
+
+    def claim_groups(self, windows: Iterable[tuple[GroupKey, int]]) -> None:
+        """Groups seen for the first time: keep the `read_until_ms` their first start comes from, until
+        their first complete pass replaces it. Groups that already have a row keep it."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO groups VALUES (?,?,?,?)",
+                [(*_k(key), read_until_ms) for key, read_until_ms in windows],
+            )
 
     def forget_stream(self, key: GroupKey, log_stream: str) -> None:
         with self._transaction() as db:
