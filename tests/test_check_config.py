@@ -148,3 +148,36 @@ def test_no_groups_yet_is_a_warning_not_a_failure():
     with stub:
         check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]), report)
     assert [c.status for c in report.checks] == ["ok", "warn"] and not report.failed
+
+
+def test_a_profile_whose_credentials_cannot_be_resolved_is_exit_3_in_one_wazuh_line(tmp_path, short_dir):
+    """A role chain to a missing source_profile (or a failing credential_process) raises while botocore
+    resolves credentials: one ERROR line and exit 3, and a [FAIL] line in --check-config, no traceback."""
+    aws_config = tmp_path / "config"
+    aws_config.write_text(
+        "[profile chained]\nregion = us-east-1\nrole_arn = arn:aws:iam::111122223333:role/x\n"
+        "source_profile = missing\n"
+    )
+    env = {"AWS_CONFIG_FILE": str(aws_config), "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    common = ["--aws_profile", "chained", "--state_db", str(short_dir / "s.db"), "--output", "stdout"]
+    result = run_with(env, "--run-once", *common)
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "wazuh-ecr-scan: ERROR: " in lines[0] and "chained" in lines[0], lines
+    checked = run_with(env, "--check-config", *common)
+    assert checked.returncode == 1 and "Traceback" not in checked.stdout + checked.stderr
+    assert "[FAIL] credentials: AWS profile chained" in checked.stdout
+
+
+def test_check_config_of_a_file_whose_blocks_are_all_disabled_checks_the_file(tmp_path, short_dir):
+    text = (
+        '<wodle name="aws-s3"><disabled>yes</disabled><service type="cloudwatchlogs">'
+        "<regions>eu-west-3</regions><aws_log_groups>/aws/ecr/image-scan-findings/x</aws_log_groups>"
+        "</service></wodle>"
+    )
+    unreachable = "http://127.0.0.1:9"
+    result = run_cli(
+        *["--config", conf(tmp_path, text), "--check-config", "--state_db", str(short_dir / "s.db")],
+        *["--sts_endpoint", unreachable, "--service_endpoint", unreachable, "--max_attempts", "1"],
+    )
+    assert "regions: eu-west-3" in result.stdout and "regions: us-east-1" not in result.stdout, result.stdout

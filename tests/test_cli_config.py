@@ -194,7 +194,7 @@ def test_two_accounts_in_one_pass_with_their_own_state_and_discard(logs, receive
     text = services(
         "<aws_account_alias>team-a</aws_account_alias><regions>us-east-1</regions>",
         "<aws_account_alias>team-b</aws_account_alias><regions>eu-west-1</regions>"
-        '<discard_regex>"severity": "LOW"</discard_regex>',
+        '<discard_regex field="severity">LOW</discard_regex>',  # as written for Wazuh: the message's field
     )
     result = run_with({}, *cli_args("--config", conf(tmp_path, text)))
     assert result.returncode == 0, result.stderr
@@ -203,7 +203,7 @@ def test_two_accounts_in_one_pass_with_their_own_state_and_discard(logs, receive
     assert len(by_region["us-east-1"]) == east.event_count()
     assert (
         len(by_region["eu-west-1"]) == west.event_count() - 4
-    )  # the LOW findings, matched on the raw message
+    )  # the LOW findings, matched on the Lambda message's own "severity"
     state = sqlite3.connect(cli_args()[cli_args().index("--state_db") + 1])
     keys = set(state.execute("SELECT account, region FROM groups"))
     assert keys == {("team-a", "us-east-1"), ("team-b", "eu-west-1")}

@@ -191,13 +191,31 @@ def test_the_launcher_prefers_wazuh_python_then_python3(wazuh, source, tmp_path,
     assert f"-m wazuh_ecr_scan --wazuh_path {wazuh}" in embedded.read_text() and not system.exists()
 
     fake_python(wazuh / "framework" / "python" / "bin" / "python3", embedded, works=False)
+    recorded = tmp_path / "venv" / "bin" / "python3"  # the Python `install` ran with (a venv)
+    fake_python(recorded, tmp_path / "recorded.log")
+    (wazuh / "wodles" / "ecr-scan" / "python.path").write_text(f"{recorded}\n")
+    result = run_launcher(wazuh, "--version", path=path)
+    assert result.returncode == 0 and result.stdout.startswith("wazuh-ecr-scan ")
+    assert "-m wazuh_ecr_scan" in (tmp_path / "recorded.log").read_text() and not system.exists()
+
+    (wazuh / "wodles" / "ecr-scan" / "python.path").unlink()
     result = run_launcher(wazuh, "--version", path=path)
     assert result.returncode == 0 and result.stdout.startswith("wazuh-ecr-scan ")
     assert "-m wazuh_ecr_scan" in system.read_text()
 
 
+def test_install_records_its_own_python_for_the_launcher(wazuh, source, capsys):
+    installer.install(source, wazuh, NO_OWNERS)
+    record = wazuh / "wodles" / "ecr-scan" / "python.path"
+    assert record.read_text() == f"{sys.executable}\n" and mode(record) == 0o640
+    assert f"Python: the launcher will use {sys.executable}" in capsys.readouterr().out
+    assert main(["uninstall", "--wazuh_path", str(wazuh)]) == 0
+    assert not record.exists()
+
+
 def test_the_launcher_without_a_usable_python_says_so_in_ossec_log(wazuh, source, tmp_path):
     installer.install(source, wazuh, NO_OWNERS)
+    (wazuh / "wodles" / "ecr-scan" / "python.path").unlink()  # installed with a Python since removed
     (wazuh / "logs" / "ossec.log").write_text("")
     fake_python(tmp_path / "bin" / "python3", tmp_path / "calls.log", works=False)
     result = run_launcher(wazuh, "--run-once", path=f"{tmp_path / 'bin'}:/usr/bin:/bin")
@@ -233,3 +251,47 @@ def test_install_through_the_command_line_twice(wazuh, source):
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert "installed wodles/ecr-scan/ecr-scan" in first.stdout
     assert "unchanged wodles/ecr-scan/ecr-scan" in second.stdout
+
+
+def test_uninstall_removes_a_ruleset_installed_alone(wazuh, source, capsys):
+    """`install --ruleset-only` (the manager of agents) is undone by uninstall too."""
+    installer.install(source, wazuh, NO_OWNERS, wodle=False)
+    assert list((wazuh / "etc" / "rules").glob("*ecr_scan*"))
+    assert main(["uninstall", "--wazuh_path", str(wazuh)]) == 0
+    assert not list(wazuh.rglob("*ecr_scan_rules*")) and not list(wazuh.rglob("*ecr_scan_decoders*"))
+
+
+def test_a_later_install_without_the_ruleset_keeps_it_on_the_uninstall_list(wazuh, source, capsys):
+    installer.install(source, wazuh, NO_OWNERS)
+    installer.install(source, wazuh, NO_OWNERS, ruleset=False)
+    assert main(["uninstall", "--wazuh_path", str(wazuh)]) == 0
+    assert not list(wazuh.rglob("*ecr_scan_rules*"))
+
+
+def test_the_installed_launcher_uninstalls_from_its_own_tree(wazuh, source, tmp_path):
+    installer.install(source, wazuh, NO_OWNERS)
+    env = {k: v for k, v in cli_env().items() if k != "WAZUH_PATH"}
+    env["WAZUH_ECR_SCAN_PYTHON"] = sys.executable
+    launcher = wazuh / "wodles" / "ecr-scan" / "ecr-scan"
+    result = subprocess.run(
+        ["sh", str(launcher), "uninstall"], env=env, capture_output=True, text=True, cwd="/"
+    )
+    assert result.returncode == 0, result.stderr
+    assert not launcher.exists() and not list(wazuh.rglob("*ecr_scan_rules*"))
+
+
+def test_an_installed_package_finds_its_shared_files_where_pip_put_them(tmp_path, monkeypatch):
+    """pip --user puts data files under ~/.local/share, Debian's system pip under /usr/local/share: not
+    under sys.prefix. The package's own RECORD says where."""
+    from importlib.metadata import PackagePath
+    from types import SimpleNamespace
+
+    site = tmp_path / "userbase" / "lib" / "python3" / "site-packages"
+    shared = tmp_path / "userbase" / "share" / "wazuh-ecr-scan"
+    (shared / "wodle").mkdir(parents=True)
+    (shared / "wodle" / "ecr-scan").write_text("#!/bin/sh\n")
+    recorded = PackagePath("../../../share/wazuh-ecr-scan/wodle/ecr-scan")  # as RECORD lists it
+    recorded.dist = SimpleNamespace(locate_file=lambda path: site / path)
+    monkeypatch.setattr(installer, "distribution", lambda name: SimpleNamespace(files=[recorded]))
+    monkeypatch.setattr(installer, "__file__", str(site / "wazuh_ecr_scan" / "install.py"))
+    assert installer._project_root() == shared.resolve()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -160,3 +161,42 @@ def test_a_broken_recording_line_is_named(tmp_path, capsys):
         f"--replay {path}: the line at byte {sum(len(x) for x in lines[:3])}: not JSON"
         in capsys.readouterr().err
     )
+
+
+RECORDINGS = Path(__file__).parent / "recordings"
+WAZUH_BLOCK = """<wodle name="aws-s3"><disabled>no</disabled><interval>5m</interval>
+  <service type="cloudwatchlogs"><aws_profile>default</aws_profile><regions>us-east-1</regions>
+    %s
+  </service></wodle>"""
+
+
+def replay_with(tmp_path, service_xml: str, recording: str):
+    conf = tmp_path / "ecr-scan.conf"
+    conf.write_text(WAZUH_BLOCK % service_xml)
+    result = run_cli(
+        "--config", str(conf), "--run-once", "--replay", str(RECORDINGS / recording), "--output", "stdout"
+    )
+    assert result.returncode == 0, result.stderr
+    return result, [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_a_discard_block_written_for_wazuh_discards_the_same_findings(tmp_path):
+    _, everything = replay_with(tmp_path, "", "multi-repo.jsonl")
+    # Wazuh's cloudwatchlogs service: `field` is a path in the message's own JSON, matched from its start.
+    _, kept = replay_with(
+        tmp_path, '<discard_regex field="severity">LOW|INFORMATIONAL</discard_regex>', "multi-repo.jsonl"
+    )
+    low = [e for e in everything if e.get("vulnerability", {}).get("severity") in ("Low", "Informational")]
+    assert low and len(kept) == len(everything) - len(low)
+    assert not [e for e in kept if e.get("vulnerability", {}).get("severity") in ("Low", "Informational")]
+
+
+def test_discard_regex_without_field_tests_only_messages_that_are_not_json_and_says_so(tmp_path):
+    _, everything = replay_with(tmp_path, "", "malformed.jsonl")
+    result, kept = replay_with(tmp_path, "<discard_regex>this is not</discard_regex>", "malformed.jsonl")
+    dropped = [e for e in everything if e["aws"]["ecr"].get("raw_message", "").startswith("this is not")]
+    assert dropped and len(kept) == len(everything) - len(dropped)
+    # JSON messages are never tested without a field, as in Wazuh: "LOW" in a summary's counts drops nothing
+    _, summaries_kept = replay_with(tmp_path, "<discard_regex>.*LOW</discard_regex>", "multi-repo.jsonl")
+    assert len(summaries_kept) == len(replay_with(tmp_path, "", "multi-repo.jsonl")[1])
+    assert "<discard_regex> without field tests only messages that are not JSON" in result.stderr

@@ -225,3 +225,20 @@ def test_shipped_template_and_example_are_valid(tmp_path):
     ]
     assert "--run-once" in values["command"]
     assert values["ignore_output"] == "yes" and int(values["timeout"]) > 0  # modulesd waits only then
+
+
+def test_comments_and_bytes_are_read_as_wazuh_reads_them(tmp_path):
+    """Wazuh's os_xml skips a comment up to the first "-->" whatever it holds, and reads bytes: a
+    commented-out command line ("--config") or a Latin-1 word in an ossec.conf must not stop the module."""
+    commented = (
+        "<ossec_config>\n  <!-- old: /var/ossec/wodles/ecr-scan/ecr-scan --config etc/ecr-scan.conf\n"
+        "       --run-once -->\n" + SEED + "</ossec_config>\n"
+    )
+    (block,) = ossec_config.load(write(tmp_path, commented)).blocks
+    assert block.services[0].aws_profile == "default"
+    latin1 = tmp_path / "latin1.conf"
+    latin1.write_bytes(b"<!-- configuraci\xf3n de Wazuh -->\n" + SEED.encode())
+    assert len(ossec_config.load(str(latin1)).blocks) == 1
+    bad = commented.replace("<run_on_start>yes", "<run_on_start>maybe")
+    with pytest.raises(ConfigError, match=r"line 7"):  # line numbers survive the removed comment
+        ossec_config.load(write(tmp_path, bad))

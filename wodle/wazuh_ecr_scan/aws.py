@@ -68,7 +68,10 @@ def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3
     except botocore.exceptions.ProfileNotFound as exc:
         raise CredentialsError(f"AWS profile {settings.aws_profile!r} not found: {exc}") from exc
     if not settings.iam_role_arn:
-        _register_credentials(session)
+        try:
+            _register_credentials(session)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise CredentialsError(f"AWS profile {settings.aws_profile or 'default'}: {exc}") from exc
         return session
     sts = session.client("sts", endpoint_url=settings.sts_endpoint, config=client_config(settings, region))
     counter.attach(sts)

@@ -7,6 +7,7 @@ regions, groups and state-DB account label (one Poller per block).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import signal
@@ -28,7 +29,7 @@ from wazuh_ecr_scan.errors import (
     FatalError,
 )
 from wazuh_ecr_scan.flatten import LogEvent
-from wazuh_ecr_scan.logs import PROGRESS, log, setup_logging
+from wazuh_ecr_scan.logs import PROGRESS, local_only, log, setup_logging
 from wazuh_ecr_scan.metrics import PassStats
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.reader import CloudWatchReader, Reader
@@ -91,6 +92,15 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
         stop = _stop_on_signals()
         counted = _ProgressSender(sender) if PROGRESS.enabled else sender
         pollers = [(s, Poller(s, state, counted, clock, should_stop=stop.is_set)) for s in settings.passes()]
+        for service in settings.passes():
+            if service.raw_discard_regex is not None:
+                log.warning(
+                    "%s: <discard_regex> without field tests only messages that are not JSON, as Wazuh's"
+                    " cloudwatchlogs service does; every ECR finding and summary is JSON: add a field"
+                    ' (e.g. field="vulnerability.severity" or field="severity")',
+                    service.origin,
+                    **local_only(),  # a setting, not a fault: not an alert at every pass
+                )
         counter = CallCounter()
         if not settings.run_once and not settings.run_on_start:
             log.info("waiting %ds (run_on_start is no) before the first pass", settings.interval_s)
@@ -194,7 +204,9 @@ class _ReaderView:
 
 
 class _RawDiscardReader(_ReaderView):
-    """`<discard_regex>` without `field`: drops events whose raw message matches, before flattening.
+    """`<discard_regex>` without `field`, as Wazuh's cloudwatchlogs service applies it: drops messages that
+    are not JSON and match from their start, before flattening. (Every finding and summary the Lambda
+    writes is JSON: `main` warns that such a block discards nothing of them.)
 
     Dropped events are not delivered, so they are not in the state DB; inside the late-write window they
     are read and dropped again, which costs nothing more than the page already read.
@@ -206,10 +218,19 @@ class _RawDiscardReader(_ReaderView):
 
     def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
         for page in self._reader.pages(log_group, start_ms):
-            kept = [event for event in page if not self.pattern.search(event.message)]
+            kept = [event for event in page if not self._discards(event.message)]
             if len(kept) != len(page):
                 log.debug("group %s: %d events discarded by discard_regex", log_group, len(page) - len(kept))
             yield kept
+
+    def _discards(self, message: str) -> bool:
+        if self.pattern.match(message) is None:
+            return False
+        try:
+            json.loads(message)
+        except ValueError:
+            return True
+        return False
 
 
 class _PassProgress:

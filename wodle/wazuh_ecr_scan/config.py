@@ -261,8 +261,10 @@ def apply_config_file(cli: Settings, path: str, explicit: set[str]) -> Settings:
 
     config = ossec_config.load(path)
     enabled = [block for block in config.blocks if not block.disabled]
-    if not enabled:
-        return replace(cli, disabled=True)
+    if not enabled:  # nothing runs; --check-config still checks the file's services, not the defaults
+        disabled = [s for block in config.blocks for s in block.services]
+        services = tuple(_service_settings(cli, path, s, explicit) for s in disabled)
+        return replace(services[0] if services else cli, disabled=True, services=services)
     services = [s for block in enabled for s in block.services]
     if not services:
         raise ConfigError(

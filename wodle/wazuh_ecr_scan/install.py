@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,6 +34,11 @@ CONFIG = Path("etc", "ecr-scan.conf")
 MANIFEST = "installed-files.txt"
 RULESET_DIRS = {"rules": Path("etc", "rules"), "decoders": Path("etc", "decoders")}
 EMBEDDED_PYTHON = Path("framework", "python", "bin", "python3")
+# The interpreter `install` ran with (a venv, ~/.local): the launcher tries it after Wazuh's embedded
+# Python, since modulesd's PATH would not lead to it.
+PYTHON_RECORD = "python.path"
+# PATH of a service started by systemd: what the launcher sees under modulesd, not the installer's PATH.
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROBE = "import sys; assert sys.version_info >= (3, 10); import boto3, lxml, dateutil"
 DEPENDENCIES = "boto3 lxml python-dateutil"
 DEFAULT_PATH_IN_EXAMPLE = "/var/ossec"
@@ -139,8 +145,7 @@ def install(source: Source, root: Path, owners: Owners, ruleset: bool = True, wo
         _install_wodle(source, root, owners, outcome)
     if ruleset:
         _install_ruleset(source, root, owners, outcome)
-    if wodle:
-        _write_manifest(root, owners, outcome)
+    _write_manifest(root, owners, outcome)  # --ruleset-only too: uninstall must find the rules
     print("\n".join(outcome.lines))
     if owners.group_name is None:
         print("  note: no 'wazuh' (or 'ossec') group on this host: ownership left as it is; modes set")
@@ -157,6 +162,9 @@ def _install_wodle(source: Source, root: Path, owners: Owners, outcome: Outcome)
     status = copy_file(source.launcher.read_bytes(), root / launcher, 0o750, owners.wodle)
     outcome.record(status, launcher, " (0750)")
     _install_package(source.package, root, owners, outcome)
+    record = WODLE_DIR / PYTHON_RECORD
+    status = copy_file(f"{sys.executable}\n".encode(), root / record, 0o640, owners.wodle)
+    outcome.record(status, record, f" ({sys.executable}, tried after Wazuh's embedded Python)")
     if not (root / CONFIG).exists():
         copy_file(source.config_template.read_bytes(), root / CONFIG, 0o640, owners.wodle)
         outcome.lines.append(f"  {'created':<9} {CONFIG} (0640; edit it: regions, groups, credentials)")
@@ -231,7 +239,10 @@ def _set_mode_owner(path: Path, mode: int, owner: Owner) -> None:
 
 
 def _write_manifest(root: Path, owners: Owners, outcome: Outcome) -> None:
-    lines = sorted({str(p) for p in outcome.installed})
+    manifest = root / WODLE_DIR / MANIFEST
+    before = set(manifest.read_text().splitlines()) if manifest.exists() else set()
+    _ensure_dir(root / WODLE_DIR, 0o750, owners.wodle)
+    lines = sorted(before | {str(p) for p in outcome.installed})
     copy_file(("\n".join(lines) + "\n").encode(), root / WODLE_DIR / MANIFEST, 0o640, owners.wodle)
 
 
@@ -246,6 +257,7 @@ def uninstall(root: Path, purge: bool = False) -> None:
     for relative in listed:
         _remove(root / relative, relative)
     _remove(wodle_dir / LAUNCHER, WODLE_DIR / LAUNCHER)
+    _remove(wodle_dir / PYTHON_RECORD, WODLE_DIR / PYTHON_RECORD)
     shutil.rmtree(wodle_dir / PACKAGE, ignore_errors=True)
     _remove(manifest, WODLE_DIR / MANIFEST)
     if purge:
@@ -268,10 +280,13 @@ def _remove(path: Path, relative: Path | str) -> None:
 
 
 def _report_python(root: Path) -> None:
-    candidates = [(root / EMBEDDED_PYTHON, "Wazuh's embedded Python")]
-    system = shutil.which("python3")
+    candidates = [
+        (root / EMBEDDED_PYTHON, "Wazuh's embedded Python"),
+        (Path(sys.executable), f"the Python this install ran with, kept in {WODLE_DIR / PYTHON_RECORD}"),
+    ]
+    system = shutil.which("python3", path=SERVICE_PATH)
     if system:
-        candidates.append((Path(system), "python3 from PATH"))
+        candidates.append((Path(system), "python3 from a service's PATH"))
     for path, what in candidates:
         if path.exists() and _can_run_module(path):
             print(f"Python: the launcher will use {path} ({what})")
@@ -389,10 +404,17 @@ def _ruleset_wanted(args: argparse.Namespace, root: Path) -> bool:
 
 
 def _project_root() -> Path:
-    """The checkout this module runs from, else the copy `pip install` laid under <prefix>/share."""
+    """The checkout this module runs from, else the copy `pip install` laid under <data dir>/share: the
+    package's own record says where (~/.local for --user, /usr/local for Debian's system pip)."""
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / "wodle" / LAUNCHER).exists():
         return checkout
+    try:
+        for file in distribution("wazuh-ecr-scan").files or ():
+            if file.as_posix().endswith(f"share/wazuh-ecr-scan/wodle/{LAUNCHER}"):
+                return Path(str(file.locate())).resolve().parents[1]
+    except PackageNotFoundError:
+        pass
     return Path(sys.prefix) / "share" / "wazuh-ecr-scan"
 
 

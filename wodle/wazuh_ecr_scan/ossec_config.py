@@ -39,6 +39,8 @@ _GROUP_BAD_CHARS = set("\\{}^%`[]'\"<>~#|")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z]+|#\d+|#x[0-9A-Fa-f]+);)")
 _XML_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*\?>")
+# Wazuh's os_xml skips a comment up to the first "-->", whatever it holds ("--", any bytes).
+_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,13 @@ def parse_file(path: str, recover: bool = False) -> etree._Element:
             data = f.read()
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from exc
-    data = _BARE_AMPERSAND.sub(b"&amp;", _XML_DECLARATION.sub(b"", data.lstrip(b"\xef\xbb\xbf"), count=1))
+    data = _XML_DECLARATION.sub(b"", data.lstrip(b"\xef\xbb\xbf"), count=1)
+    data = _COMMENT.sub(lambda m: b"\n" * m[0].count(b"\n"), data)  # keep line numbers
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        data = data.decode("latin-1").encode("utf-8")  # os_xml reads bytes, any encoding
+    data = _BARE_AMPERSAND.sub(b"&amp;", data)
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True, recover=recover
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -282,7 +283,7 @@ class Poller:
                     stats.already_sent += 1
                     continue
                 event = flatten(raw, region, prefix)
-                if self._discarded(event):
+                if self._discarded(event, raw.message):
                     stats.discarded += 1
                 else:
                     self.sender.send(encode_event(event))
@@ -317,16 +318,22 @@ class Poller:
                 DETAIL, "sent %s from %s/%s event %s", event_type, raw.log_group, raw.log_stream, raw.event_id
             )
 
-    def _discarded(self, event: dict) -> bool:
-        pattern = self.settings.discard_regex
-        if pattern is None or self.settings.discard_field is None:
+    def _discarded(self, event: dict, message: str) -> bool:
+        """`field` is a dotted path in the event this module sends (searched); a path the event lacks is
+        looked up in the Lambda's message instead, matched from its start as Wazuh's cloudwatchlogs
+        service does (so a block written for Wazuh, e.g. field="severity", discards the same events)."""
+        pattern, field = self.settings.discard_regex, self.settings.discard_field
+        if pattern is None or field is None:
             return False
-        value: object = event
-        for part in self.settings.discard_field.split("."):
-            if not isinstance(value, dict) or part not in value:
-                return False
-            value = value[part]
-        return pattern.search(value if isinstance(value, str) else str(value)) is not None
+        value = _dotted(event, field)
+        if value is not _MISSING:
+            return pattern.search(value if isinstance(value, str) else str(value)) is not None
+        try:
+            value = _dotted(json.loads(message), field)
+        except ValueError:
+            return False
+        values = value if isinstance(value, list) else [value]
+        return any(isinstance(v, str) and pattern.match(v) is not None for v in values)
 
     def _remove_finished_streams(self, source: Source, key: GroupKey, before_ms: int) -> None:
         delete = getattr(source.reader, "delete_stream", None)
@@ -375,3 +382,14 @@ class Poller:
 def _error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     return response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+
+
+_MISSING = object()
+
+
+def _dotted(value: object, path: str) -> object:
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
