@@ -102,12 +102,16 @@ def logs_client(settings: Settings, session: boto3.Session, region: str, counter
     return client
 
 
+def error_code(exc: BaseException) -> str:
+    """AWS's error code (`ThrottlingException`, …) of a ClientError; "" for anything else."""
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+
+
 def is_credentials_error(exc: BaseException) -> bool:
     if isinstance(exc, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
         return True
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return exc.response.get("Error", {}).get("Code") in CREDENTIAL_ERROR_CODES
-    return False
+    return error_code(exc) in CREDENTIAL_ERROR_CODES
 
 
 def describe_error(exc: BaseException, log_group: str | None = None) -> str:

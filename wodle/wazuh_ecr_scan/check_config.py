@@ -24,6 +24,7 @@ from wazuh_ecr_scan.aws import (
     CallCounter,
     client_config,
     describe_error,
+    error_code,
     is_credentials_error,
     logs_client,
     make_session,
@@ -229,8 +230,7 @@ def _read_one(client: Any, region: str, group: str, identity: Identity, report: 
 
 
 def _refused(exc: BaseException, what: str, action: str) -> Check:
-    code = exc.response.get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
-    if code in DENIED_CODES:
+    if error_code(exc) in DENIED_CODES:
         return Check("FAIL", f"{what}: {describe_error(exc)}", missing=action)
     return Check("FAIL", f"{what}: {describe_error(exc)}")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import botocore.exceptions
 
-from wazuh_ecr_scan.aws import describe_error, is_credentials_error
+from wazuh_ecr_scan.aws import describe_error, error_code, is_credentials_error
 from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.encode import encode_event
 from wazuh_ecr_scan.errors import CredentialsError, FatalError
@@ -132,12 +132,16 @@ class Poller:
         """Each group's job, its window ending at the listing time (earlier than any of its reads). A
         group listed for the first time keeps its first start in the state at once, so a read that is
         skipped, interrupted or never reached resumes from there, not from a later pass's start."""
-        jobs = []
+        jobs, first_windows = [], []
         for group in groups:
             key = GroupKey(source.account, source.reader.region, group)
-            jobs.append(_GroupJob(source, key, listed_ms, self._start_ms(key, source, listed_ms)))
-        if source.time_filtered:
-            self.state.claim_groups([(job.key, job.start_ms + self.late_ms) for job in jobs])
+            read_until = self.state.read_until(key) if source.time_filtered else None
+            start_ms = self._start_ms(key, source, read_until, listed_ms)
+            jobs.append(_GroupJob(source, key, listed_ms, start_ms))
+            if source.time_filtered and read_until is None:
+                first_windows.append((key, start_ms + self.late_ms))
+        if first_windows:
+            self.state.claim_groups(first_windows)
         return jobs
 
     def _list_groups(self, source: Source) -> list[str]:
@@ -248,11 +252,10 @@ class Poller:
     def _read_group(self, job: _GroupJob, stats: GroupStats) -> None:
         self._read_job(job, job.source.reader.pages(job.key.log_group, job.start_ms), stats)
 
-    def _start_ms(self, key: GroupKey, source: Source, now_ms: int) -> int:
+    def _start_ms(self, key: GroupKey, source: Source, read_until: int | None, now_ms: int) -> int:
         floor = self.settings.only_logs_after_ms
         if not source.time_filtered:
             return floor or 0
-        read_until = self.state.read_until(key)
         if read_until is not None:
             return max(read_until - self.late_ms, floor or 0)
         if floor is not None:
@@ -343,7 +346,7 @@ class Poller:
             try:
                 delete(key.log_group, stream)
             except AWS_ERRORS as exc:
-                if _error_code(exc) == "ResourceNotFoundException":  # already gone (by hand, retention)
+                if error_code(exc) == "ResourceNotFoundException":  # already gone (by hand, retention)
                     self.state.forget_stream(key, stream)
                     continue
                 log.warning("cannot remove log stream %s: %s", stream, describe_error(exc, key.log_group))
@@ -361,7 +364,7 @@ class Poller:
     def _report_skipped(
         self, exc: BaseException, region: str, group: str, group_stats: GroupStats, stats: PassStats
     ) -> None:
-        code = _error_code(exc)
+        code = error_code(exc)
         transient = code in TRANSIENT_CODES or isinstance(
             exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
         )
@@ -377,11 +380,6 @@ class Poller:
         else:
             stats.errors += 1
             log.error("region %s: %s", region, describe_error(exc, group))
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
 
 
 _MISSING = object()
