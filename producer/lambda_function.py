@@ -42,7 +42,10 @@ MAX_BATCH_SPAN_MS = 24 * 3600 * 1000
 # rate limiting after a throttle.
 CLIENT_CONFIG = Config(retries={"mode": "adaptive", "total_max_attempts": 10})
 
-SCAN_DONE = {"COMPLETE", "ACTIVE"}  # statuses whose findings can be read (ACTIVE: enhanced scanning)
+SCAN_COMPLETE_EVENTS = {"COMPLETE", "INITIAL_SCAN_COMPLETE"}  # scan-status of ECR / Inspector2 events
+SCAN_DONE = {"COMPLETE", "ACTIVE"}  # ImageScanStatus with findings to read (ACTIVE: enhanced scanning)
+# The image, its scan or its repository is gone: the findings can never be read, so say so in a SUMMARY.
+GONE_ERRORS = {"ImageNotFoundException", "ScanNotFoundException", "RepositoryNotFoundException"}
 BASIC_SEVERITIES = {"INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL", "UNDEFINED"}
 ENHANCED_SEVERITIES = {"INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL", "UNTRIAGED"}
 AWS_SAMPLE_TIME = "%b %d, %Y, %I:%M:%S %p"  # "Dec 3, 2021, 6:02:30 PM", as AWS's sample events write
@@ -171,24 +174,25 @@ def read_scan(ecr: Any, image: Image, enhanced: bool) -> ScanResult:
 
 
 def read_status(ecr: Any, image: Image, event_status: str) -> ScanResult:
-    """The scan's status and description as ECR gives them; the event's status when ECR cannot say."""
-    try:
-        page = ecr.describe_image_scan_findings(
-            registryId=image.registry,
-            repositoryName=image.repository,
-            imageId={"imageDigest": image.digest},
-            maxResults=1,
-        )
-    except ClientError as exc:
-        return ScanResult(
-            event_status, f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}"
-        )
+    """A scan that did not complete: the event's status, with ECR's description of it when ECR still
+    reports that status."""
+    page = ecr.describe_image_scan_findings(
+        registryId=image.registry,
+        repositoryName=image.repository,
+        imageId={"imageDigest": image.digest},
+        maxResults=1,
+    )
     status = page.get("imageScanStatus") or {}
-    return ScanResult(str(status.get("status") or event_status), str(status.get("description", "")))
+    same = status.get("status") == event_status
+    return ScanResult(event_status, str(status.get("description", "")) if same else "")
 
 
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+
+
+def error_text(exc: ClientError) -> str:
+    return f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}"
 
 
 # -- what to write ---------------------------------------------------------------------------------------
@@ -409,7 +413,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         streams = scan_event_streams(boto3.client("ecr", config=CLIENT_CONFIG), what)
     written = write_streams(logs, what.image.log_group, streams, timestamp_ms)
     LOG.info(
-        "%s %s@%s tag %r: %d of %d messages written (the rest were there already)",
+        "%s %s@%s tag %r: %d of %d messages written, the others were there already",
         event.get("detail-type"),
         what.image.repository,
         what.image.digest,
@@ -421,21 +425,18 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def scan_event_streams(ecr: Any, scan: ScanEvent) -> list[tuple[str, list[str]]]:
-    if scan.status not in ("COMPLETE", "INITIAL_SCAN_COMPLETE"):
-        return status_streams(scan, read_status(ecr, scan.image, scan.status))
+    completed = scan.status in SCAN_COMPLETE_EVENTS
     try:
-        result = read_scan(ecr, scan.image, scan.enhanced)
+        result = (
+            read_scan(ecr, scan.image, scan.enhanced)
+            if completed
+            else read_status(ecr, scan.image, scan.status)
+        )
     except ClientError as exc:
-        if error_code(exc) not in (
-            "ImageNotFoundException",
-            "ScanNotFoundException",
-            "RepositoryNotFoundException",
-        ):
-            raise
+        if error_code(exc) not in GONE_ERRORS:
+            raise  # the invocation fails and Lambda retries it
         LOG.error("findings of %s@%s cannot be read: %s", scan.image.repository, scan.image.digest, exc)
-        message = exc.response.get("Error", {}).get("Message", "")
-        result = ScanResult(scan.status, f"{error_code(exc)}: {message}")
-        return status_streams(scan, result)
-    if result.status not in SCAN_DONE:
-        return status_streams(scan, result)
-    return scan_streams(scan, result)
+        return status_streams(scan, ScanResult(scan.status, error_text(exc)))
+    if completed and result.status in SCAN_DONE:
+        return scan_streams(scan, result)
+    return status_streams(scan, result)

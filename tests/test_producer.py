@@ -450,6 +450,17 @@ def test_a_failed_scan_is_logged_as_a_summary_with_its_status(aws, receiver, cli
     assert "FAILED" in json.dumps(events[0]) and "UnsupportedImageError" in json.dumps(events[0])
 
 
+def test_findings_of_a_deleted_image_are_reported_as_unreadable(aws):
+    digest = digest_of("gone")
+    when = "2026-11-30T12:30:00Z"
+
+    lambda_function.lambda_handler(ecr_scan_event("deleted-repo", digest, ["v1"], when), None)
+
+    (message,) = aws.streams("deleted-repo")[stream("SUMMARY", "v1", digest, when)]
+    status = json.loads(message)["imageScanStatus"]
+    assert status["status"] == "COMPLETE" and status["description"].startswith("RepositoryNotFoundException: ")
+
+
 # -- redelivery -----------------------------------------------------------------------------------------
 
 
