@@ -45,6 +45,7 @@ SUMMARY_NUMBERS_MAX = 7 * 16  # findings_total and six counts, below MAX_COUNT
 DESCRIPTION_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "finding": (
         ("vulnerability", "severity"),
+        ("vulnerability", "status"),
         ("vulnerability", "cve"),
         ("vulnerability", "package", "name"),
         ("vulnerability", "package", "version"),
