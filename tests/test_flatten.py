@@ -325,3 +325,149 @@ def test_golden_files_cover_every_event_type_and_severity():
         "Informational",
         "Untriaged",
     }
+
+
+# -- enhanced (Amazon Inspector) findings ------------------------------------------------------------
+
+ENHANCED = {
+    "awsAccountId": "123456789012",
+    "description": "zlib: out-of-bounds read.",
+    "findingArn": "arn:aws:inspector2:us-east-1:123456789012:finding/abc",
+    "firstObservedAt": "Dec 3, 2021, 6:02:30 PM",
+    "lastObservedAt": 1733248950,
+    "packageVulnerabilityDetails": {
+        "vulnerabilityId": "CVE-2021-1234",
+        "referenceUrls": ["https://example.org/CVE-2021-1234"],
+        "vulnerablePackages": [
+            {"name": "zlib", "version": "1.2.11", "fixedInVersion": "NotAvailable"},
+            {"name": "openssl", "version": "3.0.1"},
+            {"name": "openssl", "version": "3.0.2"},
+        ],
+        "cvss": [{"baseScore": 5.0, "version": "2.0", "scoringVector": "AV:N"}],
+    },
+    "inspectorScore": 7.5,
+    "inspectorScoreDetails": {
+        "adjustedCvss": {"score": 7.5, "version": "3.1", "scoringVector": "CVSS:3.1/AV:N"}
+    },
+    "resources": [
+        {
+            "type": "AWS_ECR_CONTAINER_IMAGE",
+            "details": {
+                "awsEcrContainerImage": {
+                    "imageHash": "sha256:" + "a" * 64,
+                    "imageTags": ["from-resource"],
+                    "repositoryName": "team-a/billing-worker",
+                }
+            },
+        }
+    ],
+    "severity": "UNTRIAGED",
+    "status": "CLOSED",
+    "fixAvailable": "NO",
+    "exploitAvailable": "YES",
+}
+
+
+def test_inspector_finding_maps_to_the_binding_fields():
+    out = flatten(event(f"UNTRIAGED--{DIGEST}-2025-06-07T02-02-04Z", json.dumps(ENHANCED)), "us-east-1")
+    ecr, vulnerability = out["aws"]["ecr"], out["vulnerability"]
+    assert out["aws"]["event_type"] == "finding"
+    assert vulnerability == {
+        "cve": "CVE-2021-1234",
+        "reference": "https://example.org/CVE-2021-1234",  # no sourceUrl: the first reference URL
+        "description": "zlib: out-of-bounds read.",
+        "package": {"name": "zlib", "version": "1.2.11"},  # NotAvailable is no fixed version
+        "score": {"base": 7.5, "version": "3.1", "vector": "CVSS:3.1/AV:N"},  # the score Inspector used
+        "status": "Solved",
+        "severity": "Untriaged",
+        "scanner": {"vendor": "Amazon Inspector"},
+    }
+    assert ecr["scan_type"] == "enhanced"
+    assert ecr["first_observed"] == "2021-12-03T18:02:30Z"  # AWS's sample-event form, read as UTC
+    assert ecr["last_observed"] == "2024-12-03T18:02:30Z"  # epoch seconds
+    assert ecr["other_packages"] == {"openssl": "3.0.1", "openssl_2": "3.0.2"}
+    assert (ecr["fix_available"], ecr["exploit_available"]) == ("NO", "YES")
+    assert ecr["alert_note"] == " (exploit available)"
+    assert ecr["finding_arn"] == ENHANCED["findingArn"]
+    # the stream gives digest (and an empty tag): the resource only fills what the name lacks
+    assert ecr["image_digest"] == "sha256:" + DIGEST and ecr["image_tag"] == "from-resource"
+
+
+def test_enhanced_finding_in_a_stream_with_another_name_is_named_by_its_resource():
+    out = flatten(event("my-own-stream", json.dumps(dict(ENHANCED, status="ACTIVE"))), "us-east-1")
+    ecr = out["aws"]["ecr"]
+    assert out["aws"]["event_type"] == "finding" and out["vulnerability"]["status"] == "Active"
+    assert (ecr["repository"], ecr["image_digest"], ecr["image_tag"]) == (
+        "team-a/billing-worker",
+        "sha256:" + "a" * 64,
+        "from-resource",
+    )
+    assert out["vulnerability"]["severity"] == "Untriaged"
+
+
+@pytest.mark.parametrize(
+    ("raw", "iso"),
+    [
+        ("2025-05-31T12:38:14.000000+00:00", "2025-05-31T12:38:14Z"),
+        ("2024-05-01T12:00:00+02:00", "2024-05-01T10:00:00Z"),
+        ("Dec 3, 2021, 6:02:30 PM", "2021-12-03T18:02:30Z"),
+        (1733248950, "2024-12-03T18:02:30Z"),
+        (1733248950250, "2024-12-03T18:02:30.250Z"),
+        ("not a date", None),
+        (float("inf"), None),
+        (True, None),
+    ],
+)
+def test_times_become_iso_8601_utc(raw, iso):
+    from wazuh_ecr_scan.enhanced import iso_utc
+
+    assert iso_utc(raw) == iso
+
+
+def test_an_unreadable_time_is_kept_as_written():
+    message = json.dumps(dict(ENHANCED, firstObservedAt="yesterday-ish"))
+    ecr = flatten(event(f"HIGH-v1-{DIGEST}-2025-06-07T02-02-04Z", message), "us-east-1")["aws"]["ecr"]
+    assert "first_observed" not in ecr and ecr["first_observed_unparsed"] == "yesterday-ish"
+
+
+def test_basic_findings_and_summaries_say_basic():
+    finding = flatten(event(f"LOW-v1-{DIGEST}-2025-06-07T02-02-04Z", '{"name": "CVE-1"}'), "us-east-1")
+    summary = flatten(event(f"SUMMARY-v1-{DIGEST}-2025-06-07T02-02-04Z", '{"LOW": 1}'), "us-east-1")
+    enhanced_summary = flatten(
+        event(f"SUMMARY-v1-{DIGEST}-2025-06-07T02-02-04Z", '{"UNTRIAGED": 1}'), "us-east-1"
+    )
+    assert finding["aws"]["ecr"]["scan_type"] == "basic"
+    assert summary["aws"]["ecr"]["scan_type"] == "basic"
+    assert enhanced_summary["aws"]["ecr"]["scan_type"] == "enhanced"
+
+
+def test_a_thousand_packages_are_kept_within_the_field_budget():
+    packages = [{"name": f"p{i}", "version": "1"} for i in range(1000)]
+    details = dict(ENHANCED["packageVulnerabilityDetails"], vulnerablePackages=packages)
+    message = json.dumps(dict(ENHANCED, packageVulnerabilityDetails=details))
+    out = flatten(event(f"HIGH-v1-{DIGEST}-2025-06-07T02-02-04Z", message), "us-east-1")
+    decoded = json.loads(encode_event(out)[len(b"1:Wazuh-AWS:") :])
+    ecr = decoded["aws"]["ecr"]
+    assert len(ecr["other_packages"]) + ecr["other_packages_dropped"] == 999
+    from wazuh_ecr_scan.encode import MAX_FIELDS, count_fields
+
+    assert count_fields(decoded) <= MAX_FIELDS
+
+
+def test_description_fields_are_cut_to_fit_and_kept_whole_elsewhere():
+    attrs = [{"key": "package_name", "value": "n" * 600}, {"key": "package_version", "value": "v" * 600}]
+    message = json.dumps({"name": "CVE-2024-1", "severity": "HIGH", "attributes": attrs})
+    out = flatten(event(f"HIGH-v1-{DIGEST}-2025-06-07T02-02-04Z", message), "us-east-1")
+    ecr, package = out["aws"]["ecr"], out["vulnerability"]["package"]
+    assert ecr["description_cut"] == "vulnerability.package.name, vulnerability.package.version"
+    assert ecr["full_values"] == {
+        "vulnerability_package_name": "n" * 600,
+        "vulnerability_package_version": "v" * 600,
+    }
+    assert len(package["name"]) == len(package["version"]) < 400
+    assert out["vulnerability"]["cve"] == "CVE-2024-1" and ecr["repository"] == "team-a/billing-worker"
+
+
+def test_repository_after_a_double_slash_keeps_its_leading_slash():
+    assert repository_of("/aws/ecr/image-scan-findings//prod/api") == "/prod/api"
+    assert repository_of("/custom/ecr//web", "/custom/ecr/") == "/web"

@@ -28,6 +28,8 @@ EXPECTED = {
     ("scan_summary", False): (110220, 3),
     ("scan_summary", True): (110221, 7),
     ("unparsed", None): (110230, 5),
+    ("finding", "Solved"): (110245, 3),
+    ("finding", "Suppressed"): (110244, 0),
 }
 
 # One row per recording: how many alerts of each rule it must produce.
@@ -35,6 +37,17 @@ RECORDINGS = {
     "malformed": {110230: 10, 110203: 6},
     "multi-repo": {110202: 3, 110203: 4, 110204: 5, 110205: 1, 110206: 3, 110207: 3, 110220: 5},
     "truncated-1200": {110203: 333, 110204: 415, 110206: 252, 110221: 1},
+    "enhanced": {
+        110202: 1,
+        110203: 4,
+        110204: 1,
+        110205: 1,
+        110206: 1,
+        110207: 1,
+        110220: 1,
+        110244: 1,
+        110245: 1,
+    },
 }
 
 
@@ -46,7 +59,10 @@ def engine() -> Engine:
 def _key(event: dict) -> tuple[str, object]:
     kind = event["aws"]["event_type"]
     if kind == "finding":
-        return kind, event.get("vulnerability", {}).get("severity")
+        vulnerability = event.get("vulnerability", {})
+        if vulnerability.get("status") in ("Solved", "Suppressed"):
+            return kind, vulnerability["status"]
+        return kind, vulnerability.get("severity")
     if kind == "scan_summary":
         return kind, event["aws"]["ecr"]["truncated"]
     return kind, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +29,12 @@ from ruletest.validity import (
     unresolved_if_sids,
 )
 from ruletest.xmlload import parse_fragment
+from wazuh_ecr_scan.flatten import (
+    DESCRIPTION_FIELDS,
+    DESCRIPTION_FIXED_FIELDS,
+    DESCRIPTION_TEXT_MAX,
+    SUMMARY_KEYS,
+)
 
 # The alert level each rule must have (issue #3; levels of Wazuh's vulnerability-detector rules).
 EXPECTED_LEVELS = {
@@ -47,6 +54,17 @@ EXPECTED_LEVELS = {
     110241: 7,
     110242: 4,
     110243: 0,
+    110244: 0,
+    110245: 3,
+    110260: 0,
+    110261: 13,
+    110262: 10,
+    110263: 7,
+    110264: 7,
+    110265: 5,
+    110266: 3,
+    110267: 0,
+    110268: 3,
 }
 FINDING_COMPLIANCE = {
     "pci_dss_11.2.1",
@@ -113,10 +131,24 @@ def test_description_fields_exist(rules) -> None:
     decoder_fields = decoder_order_fields(project_decoder_files())
     for rule in rules:
         for name in description_fields(rule):
-            if rule.id >= 110240:
+            if 110240 <= rule.id <= 110243:
                 assert name in decoder_fields, (rule.id, name)
             else:
                 assert name.split(".")[0] in ("aws", "vulnerability"), (rule.id, name)
+
+
+def test_descriptions_fit_os_comment_max_with_the_fields_the_module_budgets(rules) -> None:
+    """analysisd keeps a description unexpanded once it would reach 1024 bytes: the module cuts the
+    fields it expands (flatten.fit_description_fields) on the assumption checked here, that the fixed
+    text is at most DESCRIPTION_TEXT_MAX bytes and that ECR-event rules expand only budgeted fields."""
+    budgeted = {".".join(p) for paths in DESCRIPTION_FIELDS.values() for p in paths}
+    budgeted |= {".".join(p) for paths in DESCRIPTION_FIXED_FIELDS.values() for p in paths}
+    numbers = {"aws.ecr.findings_total"} | {f"aws.ecr.severity_counts.{k}" for k in SUMMARY_KEYS}
+    for rule in rules:
+        fixed = re.sub(r"\$\([^)]*\)", "", rule.description)
+        assert len(fixed.encode()) <= DESCRIPTION_TEXT_MAX, rule.id
+        if rule.id in range(110200, 110240) or rule.id in (110244, 110245):
+            assert set(description_fields(rule)) <= budgeted | numbers, rule.id
 
 
 def test_ini_lines_survive_configparser_quirks() -> None:

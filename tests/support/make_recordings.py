@@ -8,6 +8,7 @@ flattened events (tests/golden/*.jsonl). Deterministic: same seed, same bytes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import subprocess
@@ -109,6 +110,206 @@ def malformed_lines() -> list[dict]:
     ]
 
 
+ACCOUNT = "123456789012"
+ENHANCED_REPO = "team-a/payments"
+
+
+def enhanced_finding(
+    rng: random.Random,
+    severity: str,
+    n: int,
+    digest: str,
+    tag: str | None,
+    status: str = "ACTIVE",
+    fix: str = "YES",
+    exploit: str = "NO",
+    dates: tuple[object, object] = ("2025-06-01T10:00:00Z", "2025-06-07T02:02:04Z"),
+    inspector_event: bool = False,
+) -> dict:
+    """One enhanced finding as the producer logs it: ECR's EnhancedImageScanFinding, or with
+    `inspector_event` the `detail` of an `Inspector2 Finding` event (Inspector's Finding shape)."""
+    package = ("openssl", "glibc", "zlib", "requests", "log4j-core")[n % 5]
+    cve = f"CVE-{rng.randint(2019, 2025)}-{rng.randint(1000, 99999)}"
+    score = round(rng.uniform(0.1, 10.0), 1)
+    vulnerable = [
+        {
+            "name": package,
+            "version": f"{n}.{rng.randint(0, 9)}.{rng.randint(0, 9)}",
+            "packageManager": "OS" if n % 2 else "PIP",
+            "fixedInVersion": "NotAvailable" if fix == "NO" else f"{n}.9.9",
+            "filePath": None if n % 2 else f"/usr/lib/python3/site-packages/{package}",
+        }
+    ]
+    if n % 3 == 0:  # a second vulnerable package, kept under aws.ecr.other_packages
+        vulnerable.append(
+            {"name": "libssl3", "version": "3.0.2", "packageManager": "OS", "fixedInVersion": "3.0.3"}
+        )
+    for each in vulnerable:
+        if each.get("filePath") is None:
+            each.pop("filePath", None)
+    image = {
+        "architecture": "amd64",
+        "imageHash": "sha256:" + digest,
+        "imageTags": [tag] if tag else [],
+        "platform": "DEBIAN_12",
+        "pushedAt": dates[0],
+        "registry": ACCOUNT,
+        "repositoryName": ENHANCED_REPO,
+    }
+    finding = {
+        "awsAccountId": ACCOUNT,
+        "description": f"{package}: a crafted input in case {n} leads to an out-of-bounds read.",
+        "findingArn": f"arn:aws:inspector2:us-east-1:{ACCOUNT}:finding/{digest[:24]}{n:08x}",
+        "firstObservedAt": dates[0],
+        "lastObservedAt": dates[1],
+        "packageVulnerabilityDetails": {
+            "cvss": [
+                {
+                    "baseScore": score,
+                    "scoringVector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+                    "source": "NVD",
+                    "version": "3.1",
+                }
+            ],
+            "referenceUrls": [f"https://security-tracker.debian.org/tracker/{cve}"],
+            "relatedVulnerabilities": [],
+            "source": "NVD",
+            "sourceUrl": f"https://nvd.nist.gov/vuln/detail/{cve}" if n % 4 else None,
+            "vendorSeverity": severity.lower(),
+            "vulnerabilityId": cve,
+            "vulnerablePackages": vulnerable,
+        },
+        "remediation": {"recommendation": {"text": "Upgrade to the fixed in version."}},
+        "resources": [
+            {
+                "details": {"awsEcrContainerImage": image},
+                "id": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/{ENHANCED_REPO}/sha256:{digest}",
+                "type": "AWS_ECR_CONTAINER_IMAGE",
+            }
+        ],
+        "severity": severity,
+        "status": status,
+        "title": f"{cve} - {package}",
+        "type": "PACKAGE_VULNERABILITY",
+        "updatedAt": dates[1],
+        "fixAvailable": fix,
+        "exploitAvailable": exploit,
+    }
+    if finding["packageVulnerabilityDetails"]["sourceUrl"] is None:
+        del finding["packageVulnerabilityDetails"]["sourceUrl"]  # the reference falls back to referenceUrls
+    if inspector_event:
+        finding["inspectorScore"] = score
+        finding["inspectorScoreDetails"] = {
+            "adjustedCvss": {
+                "score": score,
+                "scoreSource": "NVD",
+                "version": "3.1",
+                "adjustments": [],
+                "scoringVector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+            }
+        }
+        if exploit == "YES":
+            finding["exploitabilityDetails"] = {"lastKnownExploitAt": dates[1]}
+    else:
+        finding["score"] = score
+        finding["scoreDetails"] = {
+            "cvss": {
+                "score": score,
+                "scoreSource": "NVD",
+                "version": "3.1",
+                "adjustments": [],
+                "scoringVector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+            }
+        }
+    return finding
+
+
+def enhanced_lines() -> list[dict]:
+    """An enhanced initial scan (SUMMARY + one stream per severity, EnhancedImageScanFinding messages)
+    and `Inspector2 Finding` events (one stream each, no summary; Finding messages, dates in the three
+    forms a producer may leave: ISO, AWS's sample-event form, epoch seconds)."""
+    rng = random.Random(2026)
+    group = GROUP_PREFIX + ENHANCED_REPO
+    digest = hashlib.sha256(b"team-a/payments:v3.1.0").hexdigest()
+    t_scan = "2025-06-07T02-02-04Z"
+    plan = [
+        ("CRITICAL", "YES", "YES"),
+        ("HIGH", "YES", "NO"),
+        ("HIGH", "PARTIAL", "NO"),
+        ("MEDIUM", "NO", "NO"),
+        ("LOW", "YES", "NO"),
+        ("INFORMATIONAL", "NO", "NO"),
+        ("UNTRIAGED", "NO", "NO"),
+    ]
+    findings = [
+        enhanced_finding(rng, severity, n, digest, "v3.1.0", fix=fix, exploit=exploit)
+        for n, (severity, fix, exploit) in enumerate(plan)
+    ]
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
+    lines = []
+    n = 0
+    for kind, messages in [("SUMMARY", [counts])] + [
+        (severity, [f for f in findings if f["severity"] == severity]) for severity in counts
+    ]:
+        stream = f"{kind}-v3.1.0-{digest}-{t_scan}"
+        for message in messages:
+            n += 1
+            lines.append(raw_event(group, stream, T0 + 900_000, json.dumps(message), n))
+    untagged = hashlib.sha256(b"team-a/payments:untagged").hexdigest()
+    events = [  # (severity, tag, digest, status, fix, exploit, (first, last), time)
+        (
+            "HIGH",
+            "v3.1.0",
+            digest,
+            "ACTIVE",
+            "YES",
+            "YES",
+            ("Dec 3, 2021, 6:02:30 PM", "Jun 8, 2025, 9:15:00 AM"),
+            "2025-06-08T09-15-02Z",
+        ),
+        (
+            "CRITICAL",
+            "v3.1.0",
+            digest,
+            "CLOSED",
+            "YES",
+            "NO",
+            ("2025-06-01T10:00:00Z", "2025-06-09T11:00:00Z"),
+            "2025-06-09T11-00-05Z",
+        ),
+        (
+            "MEDIUM",
+            "v3.1.0",
+            digest,
+            "SUPPRESSED",
+            "NO",
+            "NO",
+            (1748772000, 1749470400),
+            "2025-06-09T12-00-00Z",
+        ),
+        (
+            "HIGH",
+            "",
+            untagged,
+            "ACTIVE",
+            "NO",
+            "NO",
+            ("2025-06-09T13:00:00.250Z", "2025-06-09T13:00:00.250Z"),
+            "2025-06-09T13-00-01Z",
+        ),
+    ]
+    for index, (severity, tag, image, status, fix, exploit, dates, when) in enumerate(events):
+        finding = enhanced_finding(
+            rng, severity, 10 + index, image, tag or None, status, fix, exploit, dates, inspector_event=True
+        )
+        n += 1
+        stream = f"{severity}-{tag}-{image}-{when}"
+        lines.append(raw_event(group, stream, T0 + 1_000_000 + index * 60_000, json.dumps(finding), n))
+    return lines
+
+
 def write_jsonl(path: Path, lines) -> None:
     with path.open("w", encoding="utf-8") as f:
         for line in lines:
@@ -143,8 +344,9 @@ def main() -> None:
     write_jsonl(RECORDINGS / "multi-repo.jsonl", recording_lines(multi_repo_scans()))
     write_jsonl(RECORDINGS / "truncated-1200.jsonl", recording_lines([truncated_scan()]))
     write_jsonl(RECORDINGS / "malformed.jsonl", malformed_lines())
+    write_jsonl(RECORDINGS / "enhanced.jsonl", enhanced_lines())
     if args.golden:
-        for name in ("multi-repo", "truncated-1200", "malformed"):
+        for name in ("multi-repo", "truncated-1200", "malformed", "enhanced"):
             golden(name)
 
 

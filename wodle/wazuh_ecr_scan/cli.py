@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from wazuh_ecr_scan import encode
 from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session
 from wazuh_ecr_scan.config import Settings, early_options, parse_args
 from wazuh_ecr_scan.errors import (
@@ -81,6 +82,7 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
     if settings.disabled:
         log.info("module disabled in %s (<disabled>yes</disabled>): nothing to read", settings.config_file)
         return EXIT_OK
+    encode.use_agent_limit(encode.is_agent(settings.wazuh_path))  # agentd forwards less than analysisd reads
     state = StateStore(settings.state_db)
     sender: Sender | None = None
     status: StatusHandler | None = None

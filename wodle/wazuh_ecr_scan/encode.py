@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 EVENT_HEADER = b"1:Wazuh-AWS:"
 STATUS_HEADER = b"1:wazuh-ecr-scan:"
 MAX_DATAGRAM = 65535
+# On an agent, agentd refuses a message longer than OS_MAXSTR - OS_HEADER_SIZE = 65536 - 128 bytes
+# ("(1405) Message size not valid": CreateSecMSG in src/os_crypto/shared/msgs.c; the constants are in
+# src/headers/defs.h), so an agent's events are trimmed to this instead.
+AGENT_MAX_DATAGRAM = 65536 - 128
 # analysisd.decoder_order_size: the JSON decoder keeps at most this many fields of one event.
 MAX_FIELDS = 256
 # Text fields cut first, in this order, before the longest of the rest.
@@ -26,16 +32,64 @@ IDENTITY = {
     ("aws", "ecr", "image_tag"),
     ("aws", "ecr", "scan_time"),
 }
-MAPS = ("attributes", "severity_counts")
+MAPS = ("attributes", "other_packages", "severity_counts")
+# cJSON (analysisd's JSON decoder) refuses a lone UTF-16 surrogate escape, so the whole event is lost;
+# a NUL escape cuts the string there. Both are replaced with U+FFFD and counted in the event.
+REPLACEMENT = "\ufffd"
+_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
+_UNSAFE_ESCAPE = re.compile(r"\\u(?:0000|d[89a-f])")
+
+_limit = {"datagram": MAX_DATAGRAM}
 
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
+def use_agent_limit(agent: bool) -> None:
+    """Trim events to what agentd forwards (on an agent) or what analysisd reads (on a manager)."""
+    _limit["datagram"] = AGENT_MAX_DATAGRAM if agent else MAX_DATAGRAM
+
+
+def max_datagram() -> int:
+    return _limit["datagram"]
+
+
+def is_agent(wazuh_path: str | Path) -> bool:
+    """An agent installation, told apart from a manager as `install` does: agentd without analysisd."""
+    root = Path(wazuh_path)
+    return (root / "bin" / "wazuh-agentd").exists() and not (root / "bin" / "wazuh-analysisd").exists()
+
+
 def encode_event(event: dict[str, Any]) -> bytes:
-    data = EVENT_HEADER + _dumps(event).encode("ascii")
-    if len(data) <= MAX_DATAGRAM and _field_count_fits(event):
+    text = _dumps(event)
+    if _UNSAFE_ESCAPE.search(text):
+        event, replaced = _replace_unsafe(event)
+        if replaced:
+            ecr = event.setdefault("aws", {}).setdefault("ecr", {})
+            ecr["replaced_characters"] = ecr.get("replaced_characters", 0) + replaced
+            text = _dumps(event)
+    data = EVENT_HEADER + text.encode("ascii")
+    if len(data) <= max_datagram() and _field_count_fits(event):
         return data
     return _encode_trimmed(event)
+
+
+def _replace_unsafe(value: Any) -> tuple[Any, int]:
+    """A copy with NULs and lone surrogates replaced in every key and string, and how many."""
+    if isinstance(value, str):
+        return _UNSAFE_TEXT.subn(REPLACEMENT, value)
+    if isinstance(value, dict):
+        total = 0
+        copy: dict[str, Any] = {}
+        for key, item in value.items():
+            new_key, n_key = _replace_unsafe(key)
+            new_item, n_item = _replace_unsafe(item)
+            copy[new_key] = new_item
+            total += n_key + n_item
+        return copy, total
+    if isinstance(value, list):
+        items = [_replace_unsafe(item) for item in value]
+        return [item for item, _ in items], sum(n for _, n in items)
+    return value, 0
 
 
 def encode_status(line: str) -> bytes:
@@ -53,7 +107,7 @@ def to_json_line(event: dict[str, Any]) -> str:
 def _field_count_fits(event: dict[str, Any]) -> bool:
     # Cheap upper bound: only a large attribute or count map can push an event past the budget.
     ecr = event.get("aws", {}).get("ecr", {})
-    extra = len(ecr.get("attributes", ())) + len(ecr.get("severity_counts", ()))
+    extra = sum(len(ecr.get(key, ())) for key in MAPS) + len(ecr.get("full_values", ()))
     return extra < MAX_FIELDS - 64 or count_fields(event) <= MAX_FIELDS
 
 
@@ -71,8 +125,9 @@ def _encode_trimmed(event: dict[str, Any]) -> bytes:
     ecr["trimmed"] = True
     _trim_maps_to_field_budget(event, ecr)
     data = EVENT_HEADER + _dumps(event).encode("ascii")
-    while len(data) > MAX_DATAGRAM:
-        excess = len(data) - MAX_DATAGRAM
+    limit = max_datagram()
+    while len(data) > limit:
+        excess = len(data) - limit
         free_text = [p for p in _string_paths(event) if p[:2] not in IDENTITY and p[:3] not in IDENTITY]
         if not (
             _shorten_text(event, excess, free_text, MIN_KEEP)

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from wazuh_ecr_scan.enhanced import SCANNER_VENDOR as ENHANCED_VENDOR
+from wazuh_ecr_scan.enhanced import enhanced_fields, is_enhanced, unique_key
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX, parse_stream_name, repository_of
 
 SOURCE = "ecr_image_scan"
@@ -32,6 +34,31 @@ SUMMARY_KEYS = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED
 FINDING_KEYS = frozenset(("name", "description", "uri", "severity", "attributes"))
 MAX_ATTRIBUTE_KEY = 128
 MAX_COUNT = 2**53  # beyond it a count is not a count (and its JSON could outgrow int limits)
+
+# analysisd shows a rule's <description> unexpanded once the expansion would reach OS_COMMENT_MAX (1024
+# bytes, ParseRuleComment in src/analysisd/eventinfo.c): then, with no_full_log, the alert names no
+# CVE and no image. The fixed text of every description is at most DESCRIPTION_TEXT_MAX bytes
+# (tests/test_rules_validity.py checks it); the fields a description expands share the rest.
+OS_COMMENT_MAX = 1024
+DESCRIPTION_TEXT_MAX = 256
+SUMMARY_NUMBERS_MAX = 7 * 16  # findings_total and six counts, below MAX_COUNT
+DESCRIPTION_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "finding": (
+        ("vulnerability", "severity"),
+        ("vulnerability", "status"),
+        ("vulnerability", "cve"),
+        ("vulnerability", "package", "name"),
+        ("vulnerability", "package", "version"),
+        ("aws", "ecr", "repository"),
+        ("aws", "ecr", "image_tag"),
+        ("aws", "ecr", "alert_note"),
+    ),
+    "scan_summary": (("aws", "ecr", "repository"), ("aws", "ecr", "image_tag")),
+    "unparsed": (("aws", "ecr", "parse_error"),),
+}
+# Expanded by a description but never cut: they name the message (AWS caps each at 512 characters).
+DESCRIPTION_FIXED_FIELDS = {"unparsed": (("aws", "log_info", "log_group"), ("aws", "log_info", "log_stream"))}
+MIN_DESCRIPTION_FIELD = 64
 
 
 @dataclass(frozen=True)
@@ -88,23 +115,39 @@ def _stream_kind(log_stream: str) -> str | None:
 
 def flatten(event: LogEvent, region: str, group_prefix: str = DEFAULT_GROUP_PREFIX) -> dict[str, Any]:
     """The Wazuh event for one log event. Never raises on bad input: that becomes `unparsed`."""
+    result = _flatten(event, region, group_prefix)
+    fit_description_fields(result)
+    return result
+
+
+def _flatten(event: LogEvent, region: str, group_prefix: str) -> dict[str, Any]:
     context = _stream_context(event.log_group, event.log_stream, group_prefix)
+    bad_name = "stream name does not match <SEVERITY>-<tag>-<digest>-<time>"
     if context is None:
-        ecr = {"repository": repository_of(event.log_group, group_prefix)}
-        return _unparsed(event, region, ecr, "stream name does not match <SEVERITY>-<tag>-<digest>-<time>")
-    ecr = dict(context)
+        ecr: dict[str, Any] = {"repository": repository_of(event.log_group, group_prefix)}
+    else:
+        ecr = dict(context)
     try:
         payload = json.loads(event.message)
     except (ValueError, RecursionError) as exc:
-        return _unparsed(event, region, ecr, f"message is not valid JSON: {exc}")
+        why = bad_name if context is None else f"message is not valid JSON: {exc}"
+        return _unparsed(event, region, ecr, why)
+    if context is None and not (isinstance(payload, dict) and is_enhanced(payload)):
+        # An enhanced finding names its image itself; anything else needs the stream name.
+        return _unparsed(event, region, ecr, bad_name)
     try:
         if _stream_kind(event.log_stream) == "SUMMARY":
             return _envelope(event, region, "scan_summary", _summary_fields(payload, ecr))
         return _finding(event, region, ecr, payload)
     except ParseError as exc:
-        return _unparsed(event, region, dict(context), str(exc))
+        return _unparsed(event, region, _identity(ecr), str(exc))
     except Exception as exc:  # one odd message must never stop the ingestion of the rest
-        return _unparsed(event, region, dict(context), f"cannot map message: {exc.__class__.__name__}: {exc}")
+        why = f"cannot map message: {exc.__class__.__name__}: {exc}"
+        return _unparsed(event, region, _identity(ecr), why)
+
+
+def _identity(ecr: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ecr.items() if k in ("repository", "image_digest", "image_tag", "scan_time")}
 
 
 def _envelope(event: LogEvent, region: str, event_type: str, ecr: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +183,8 @@ def _summary_fields(payload: Any, ecr: dict[str, Any]) -> dict[str, Any]:
             raise ParseError(f"summary count {str(key)[:MAX_ATTRIBUTE_KEY]!r} is not a non-negative integer")
         counts[str(key)[:MAX_ATTRIBUTE_KEY]] = value
     total = sum(counts.values())
+    # Only enhanced scans count UNTRIAGED; otherwise the counts cannot tell the scan types apart.
+    ecr["scan_type"] = "enhanced" if "UNTRIAGED" in payload else "basic"
     ecr["severity_counts"] = counts
     ecr["findings_total"] = total
     ecr["truncated"] = total > LAMBDA_FINDINGS_LIMIT
@@ -149,17 +194,20 @@ def _summary_fields(payload: Any, ecr: dict[str, Any]) -> dict[str, Any]:
 def _finding(event: LogEvent, region: str, ecr: dict[str, Any], payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ParseError(f"finding message is a JSON {_json_type(payload)}, not an object")
-    if "packageVulnerabilityDetails" in payload:
-        vulnerability = _enhanced_vulnerability(payload)
+    vendor = SCANNER_VENDOR
+    if is_enhanced(payload):
+        vulnerability = enhanced_fields(payload, ecr)
+        vendor = ENHANCED_VENDOR
     elif FINDING_KEYS.isdisjoint(payload):
         raise ParseError("finding message has none of name, description, uri, severity, attributes")
     else:
+        ecr["scan_type"] = "basic"
         attributes = _attributes(payload.get("attributes"))
         if attributes:
             ecr["attributes"] = attributes
         vulnerability = _basic_vulnerability(payload, attributes)
     vulnerability["severity"] = _severity(payload.get("severity"), _stream_kind(event.log_stream), ecr)
-    vulnerability["scanner"] = {"vendor": SCANNER_VENDOR}
+    vulnerability["scanner"] = {"vendor": vendor}
     result = _envelope(event, region, "finding", ecr)
     result["vulnerability"] = vulnerability
     return result
@@ -171,6 +219,7 @@ def _attributes(raw: Any) -> dict[str, str]:
     if not isinstance(raw, list):
         raise ParseError(f"finding attributes is a JSON {_json_type(raw)}, not a list")
     attributes: dict[str, str] = {}
+    next_suffix: dict[str, int] = {}
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
             raise ParseError("finding attribute is not an object with a string key")
@@ -179,11 +228,8 @@ def _attributes(raw: Any) -> dict[str, str]:
         if value is None or value == "":
             continue  # nothing to keep: the schema has no nulls and no empty strings
         value = value if isinstance(value, str) else json.dumps(value)
-        unique, n = key, 1
-        while unique in attributes:  # a repeated key keeps every value: key, key_2, key_3...
-            n += 1
-            unique = f"{key}_{n}"
-        attributes[unique] = value
+        # A repeated key keeps every value: key, key_2, key_3... found in linear time overall.
+        attributes[unique_key(key, attributes, next_suffix)] = value
     return attributes
 
 
@@ -215,31 +261,6 @@ def _score(attributes: dict[str, str]) -> dict[str, Any] | None:
     return None
 
 
-def _enhanced_vulnerability(payload: dict[str, Any]) -> dict[str, Any]:
-    """Inspector (enhanced) finding shape: not written by the Lambda today, mapped in case a writer does."""
-    details = payload.get("packageVulnerabilityDetails")
-    if not isinstance(details, dict):
-        raise ParseError("enhanced finding packageVulnerabilityDetails is not an object")
-    vulnerability: dict[str, Any] = {}
-    _put_text(vulnerability, "cve", details.get("vulnerabilityId"))
-    _put_text(vulnerability, "reference", details.get("sourceUrl"))
-    _put_text(vulnerability, "description", payload.get("description"))
-    packages = details.get("vulnerablePackages")
-    if isinstance(packages, list) and packages and isinstance(packages[0], dict):
-        package: dict[str, str] = {}
-        _put_text(package, "name", packages[0].get("name"))
-        _put_text(package, "version", packages[0].get("version"))
-        if package:
-            vulnerability["package"] = package
-    cvss = details.get("cvss")
-    if isinstance(cvss, list) and cvss and isinstance(cvss[0], dict):
-        base = _number(cvss[0].get("baseScore"))
-        if base is not None:
-            vulnerability["score"] = {"base": base}
-            _put_text(vulnerability["score"], "version", cvss[0].get("version"))
-    return vulnerability
-
-
 def _severity(raw: Any, stream_kind: str | None, ecr: dict[str, Any]) -> str:
     severity = SEVERITIES.get(str(raw).upper()) if raw is not None else None
     if severity is None:
@@ -247,6 +268,71 @@ def _severity(raw: Any, stream_kind: str | None, ecr: dict[str, Any]) -> str:
         if raw is not None and raw != "":
             ecr["original_severity"] = str(raw)[:MAX_ATTRIBUTE_KEY]
     return severity
+
+
+def fit_description_fields(result: dict[str, Any]) -> None:
+    """Cut the fields a rule description expands so the expansion stays under OS_COMMENT_MAX. The
+    longest are cut first, to a common length; full values go under `aws.ecr.full_values`, and
+    `aws.ecr.description_cut` names what was cut."""
+    kind = result["aws"]["event_type"]
+    paths = [p for p in DESCRIPTION_FIELDS.get(kind, ()) if _text_at(result, p)]
+    budget = OS_COMMENT_MAX - 1 - DESCRIPTION_TEXT_MAX
+    budget -= SUMMARY_NUMBERS_MAX if kind == "scan_summary" else 0
+    budget -= sum(_expanded_len(_text_at(result, p)) for p in DESCRIPTION_FIXED_FIELDS.get(kind, ()))
+    budget = max(budget, MIN_DESCRIPTION_FIELD * len(paths))
+    sizes = {p: _expanded_len(_text_at(result, p)) for p in paths}
+    if sum(sizes.values()) <= budget:
+        return
+    cap = _common_cap(sorted(sizes.values()), budget)
+    ecr = result["aws"]["ecr"]
+    cut = []
+    for path in paths:
+        if sizes[path] <= cap:
+            continue
+        text = _text_at(result, path)
+        name = ".".join(path)
+        ecr.setdefault("full_values", {})["_".join(path)] = text
+        _set_text(result, path, _cut_to_bytes(text, cap))
+        cut.append(name)
+    ecr["description_cut"] = ", ".join(cut)
+
+
+def _common_cap(sizes: list[int], budget: int) -> int:
+    """The largest cap c with sum(min(size, c)) <= budget (sizes ascending)."""
+    remaining = budget
+    for index, size in enumerate(sizes):
+        share = remaining // (len(sizes) - index)
+        if size > share:
+            return share
+        remaining -= size
+    return sizes[-1] if sizes else budget
+
+
+def _expanded_len(text: str) -> int:
+    """Bytes the value takes in analysisd, after encode.py has replaced NULs and lone surrogates."""
+    return len(text.encode("utf-8", "surrogatepass")) + 2 * text.count("\x00")
+
+
+def _cut_to_bytes(text: str, limit: int) -> str:
+    while _expanded_len(text) > limit:
+        text = text[: max(len(text) - max((_expanded_len(text) - limit) // 4, 1), 0)]
+    return text
+
+
+def _text_at(result: dict[str, Any], path: tuple[str, ...]) -> str:
+    value: Any = result
+    for key in path:
+        if not isinstance(value, dict):
+            return ""
+        value = value.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _set_text(result: dict[str, Any], path: tuple[str, ...], text: str) -> None:
+    target = result
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = text
 
 
 def _put_text(target: dict[str, Any], key: str, value: Any) -> None:

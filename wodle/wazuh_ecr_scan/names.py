@@ -27,10 +27,15 @@ class StreamName:
 
 
 def repository_of(log_group: str, prefix: str = DEFAULT_GROUP_PREFIX) -> str:
-    """Everything after the Lambda's prefix (or else the discovery prefix): repository names may
-    contain '/'. A group under neither gives its last path segment."""
+    """Everything after the Lambda's prefix (or else the discovery prefix), exactly as the group gives
+    it: repository names may contain '/', and `...findings//prod/api` is repository `/prod/api`, not
+    `prod/api` (another group's repository). A group under neither gives its last path segment."""
     for each in (DEFAULT_GROUP_PREFIX, prefix):
-        rest = log_group[len(each) :].lstrip("/") if each and log_group.startswith(each) else ""
+        if not each or not log_group.startswith(each):
+            continue
+        rest = log_group[len(each) :]
+        if not each.endswith("/") and rest.startswith("/"):
+            rest = rest[1:]  # a prefix given without its trailing slash
         if rest:
             return rest
     return log_group.rstrip("/").rsplit("/", 1)[-1] or log_group
