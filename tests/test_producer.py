@@ -754,8 +754,9 @@ def test_the_role_allows_exactly_the_calls_the_handler_makes(aws):
     )
 
     statements = handler_statements()
-    own_logs = statements.pop("FunctionOwnLogs")
-    assert own_logs == {"logs:CreateLogStream", "logs:PutLogEvents"}  # the runtime's own log lines
+    # What Lambda itself does with the role: the runtime's log lines, failed events to the queue
+    assert statements.pop("FunctionOwnLogs") == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert statements.pop("FailedEventsToQueue") == {"sqs:SendMessage"}
     # ECR requires inspector2:ListFindings of a caller reading enhanced findings (not a call of ours)
     assert set().union(*statements.values()) == calls | {"inspector2:ListFindings"}
     assert calls == {
