@@ -458,7 +458,9 @@ def test_findings_of_a_deleted_image_are_reported_as_unreadable(aws):
 
     (message,) = aws.streams("deleted-repo")[stream("SUMMARY", "v1", digest, when)]
     status = json.loads(message)["imageScanStatus"]
-    assert status["status"] == "COMPLETE" and status["description"].startswith("RepositoryNotFoundException: ")
+    assert status["status"] == "COMPLETE" and status["description"].startswith(
+        "RepositoryNotFoundException: "
+    )
 
 
 # -- redelivery -----------------------------------------------------------------------------------------
@@ -675,8 +677,10 @@ def test_the_template_passes_cfn_lint():
 
 
 @pytest.mark.skipif(shutil.which("aws") is None, reason="needs the AWS CLI (pip install awscli)")
-def test_cloudformation_package_uploads_the_handler_as_a_zip(moto, tmp_path):
-    """docs/producer.md's `aws cloudformation package` step, against moto's S3: Lambda gets a zip."""
+def test_cloudformation_package_and_deploy_as_the_docs_say(moto, tmp_path):
+    """docs/producer.md's `aws cloudformation package` and `deploy` commands, against moto's S3 and
+    CloudFormation: Lambda gets a zip of the handler, and the stack comes up with the migration's rule
+    states."""
     s3 = aws_client("s3", moto)
     s3.create_bucket(Bucket="artifacts")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -684,29 +688,26 @@ def test_cloudformation_package_uploads_the_handler_as_a_zip(moto, tmp_path):
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
-        AWS_ENDPOINT_URL_S3=moto,
+        AWS_ENDPOINT_URL=moto,
         AWS_CONFIG_FILE="/nonexistent",
         AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
     )
     packaged = tmp_path / "packaged.yaml"
-    command = [
-        "aws",
-        "cloudformation",
-        "package",
-        "--template-file",
-        "template.yaml",
-        "--s3-bucket",
-        "artifacts",
-        "--output-template-file",
-        str(packaged),
-    ]
-    # Run from producer/, as docs/producer.md says: the CLI zips a single-file Code path only when that
-    # path is valid from the working directory too; from elsewhere it uploads the bare .py file.
-    result = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=120, cwd=TEMPLATE.parent
-    )
 
-    assert result.returncode == 0, result.stderr
+    def aws_cli(*args: str) -> None:
+        # Run from producer/, as docs/producer.md says: the CLI zips a single-file Code path only when
+        # that path is valid from the working directory too; from elsewhere it uploads the bare .py file.
+        result = subprocess.run(
+            ["aws", *args], env=env, capture_output=True, text=True, timeout=300, cwd=TEMPLATE.parent
+        )
+        assert result.returncode == 0, result.stderr
+
+    aws_cli("cloudformation", "package", "--template-file", "template.yaml", "--s3-bucket", "artifacts",
+            "--output-template-file", str(packaged))  # fmt: skip
+    aws_cli("cloudformation", "deploy", "--template-file", str(packaged), "--stack-name", "producer",
+            "--capabilities", "CAPABILITY_IAM", "--parameter-overrides", "RetentionInDays=30",
+            "BasicScanRuleState=DISABLED")  # fmt: skip
+
     from cfnlint.decode import decode
 
     template, errors = decode(str(packaged))
@@ -716,6 +717,18 @@ def test_cloudformation_package_uploads_the_handler_as_a_zip(moto, tmp_path):
     archive = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket="artifacts", Key=code["S3Key"])["Body"].read()))
     assert archive.namelist() == ["lambda_function.py"]
     assert archive.read("lambda_function.py") == (ROOT / "producer" / "lambda_function.py").read_bytes()
+    (function,) = aws_client("lambda", moto).list_functions()["Functions"]
+    assert (function["Runtime"], function["Handler"]) == ("python3.13", "lambda_function.lambda_handler")
+    events = aws_client("events", moto)
+    rules = {json.loads(r["EventPattern"])["detail-type"][0]: r for r in events.list_rules()["Rules"]}
+    assert {kind: rule["State"] for kind, rule in rules.items()} == {
+        "ECR Image Scan": "DISABLED",
+        "Inspector2 Scan": "ENABLED",
+        "Inspector2 Finding": "ENABLED",
+    }
+    for rule in rules.values():
+        (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        assert target["Arn"] == function["FunctionArn"]
 
 
 def handler_statements() -> dict[str, set[str]]:
