@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from wazuh_ecr_scan.encode import MAX_DATAGRAM, STATUS_HEADER, encode_event, encode_status
 from wazuh_ecr_scan.flatten import LogEvent, flatten, iso_millis
 from wazuh_ecr_scan.names import parse_stream_name, repository_of
@@ -471,3 +473,39 @@ def test_description_fields_are_cut_to_fit_and_kept_whole_elsewhere():
 def test_repository_after_a_double_slash_keeps_its_leading_slash():
     assert repository_of("/aws/ecr/image-scan-findings//prod/api") == "/prod/api"
     assert repository_of("/custom/ecr//web", "/custom/ecr/") == "/web"
+
+
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+json_any = st.recursive(
+    json_leaf,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    replacements=st.dictionaries(st.sampled_from(sorted(ENHANCED)), json_any, max_size=6), drop=st.booleans()
+)
+def test_any_enhanced_like_message_gives_one_event_that_fits(replacements, drop):
+    """Every member of an enhanced finding replaced by any JSON value (or left out): one event, never an
+    exception, within analysisd's limits."""
+    message = {k: v for k, v in ENHANCED.items() if not (drop and k in replacements)}
+    if not drop:
+        message.update(replacements)
+    message["findingArn"] = message.get("findingArn") or "arn"  # keep it enhanced
+    out = flatten(event(f"HIGH-v1-{DIGEST}-2025-06-07T02-02-04Z", json.dumps(message)), "us-east-1")
+    data = encode_event(out)
+    assert len(data) <= MAX_DATAGRAM
+    decoded = json.loads(data[len(b"1:Wazuh-AWS:") :])
+    assert decoded["aws"]["event_type"] in {"finding", "unparsed"}
+    if decoded["aws"]["event_type"] == "finding":
+        assert decoded["vulnerability"]["scanner"]["vendor"] == "Amazon Inspector"
+        assert decoded["vulnerability"]["severity"] in {
+            "Critical",
+            "High",
+            "Medium",
+            "Low",
+            "Informational",
+            "Untriaged",
+        }

@@ -145,9 +145,9 @@ def test_descriptions_fit_os_comment_max_with_the_fields_the_module_budgets(rule
     budgeted |= {".".join(p) for paths in DESCRIPTION_FIXED_FIELDS.values() for p in paths}
     numbers = {"aws.ecr.findings_total"} | {f"aws.ecr.severity_counts.{k}" for k in SUMMARY_KEYS}
     for rule in rules:
-        fixed = re.sub(r"\$\([^)]*\)", "", rule.description)
-        assert len(fixed.encode()) <= DESCRIPTION_TEXT_MAX, rule.id
-        if rule.id in range(110200, 110240) or rule.id in (110244, 110245):
+        if rule.id in range(110200, 110240) or rule.id in (110244, 110245):  # rules on this module's events
+            fixed = re.sub(r"\$\([^)]*\)", "", rule.description)
+            assert len(fixed.encode()) <= DESCRIPTION_TEXT_MAX, rule.id
             assert set(description_fields(rule)) <= budgeted | numbers, rule.id
 
 

@@ -53,7 +53,7 @@ DESCRIPTION_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("aws", "ecr", "image_tag"),
         ("aws", "ecr", "alert_note"),
     ),
-    "scan_summary": (("aws", "ecr", "repository"), ("aws", "ecr", "image_tag")),
+    "scan_summary": (("aws", "ecr", "repository"), ("aws", "ecr", "image_tag"), ("aws", "ecr", "alert_note")),
     "unparsed": (("aws", "ecr", "parse_error"),),
 }
 # Expanded by a description but never cut: they name the message (AWS caps each at 512 characters).
@@ -188,6 +188,8 @@ def _summary_fields(payload: Any, ecr: dict[str, Any]) -> dict[str, Any]:
     ecr["severity_counts"] = counts
     ecr["findings_total"] = total
     ecr["truncated"] = total > LAMBDA_FINDINGS_LIMIT
+    if "UNTRIAGED" in payload:  # the summary rules' descriptions name the six basic severities only
+        ecr["alert_note"] = f", untriaged {counts['UNTRIAGED']}"
     return ecr
 
 
