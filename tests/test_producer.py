@@ -466,7 +466,9 @@ def test_findings_of_a_deleted_image_are_reported_as_unreadable(aws):
 # -- redelivery -----------------------------------------------------------------------------------------
 
 
-def test_a_redelivered_event_writes_nothing_twice_and_completes_a_partial_write(aws, receiver, cli_args):
+def test_a_redelivered_event_writes_nothing_twice_and_completes_a_partial_write(
+    aws, receiver, cli_args, monkeypatch
+):
     digest = digest_of("redelivered")
     findings = basic_findings(3, {"HIGH": 30, "MEDIUM": 20})
     aws.seed_scan("sample-repo", digest, "latest", complete(findings))
@@ -483,8 +485,13 @@ def test_a_redelivered_event_writes_nothing_twice_and_completes_a_partial_write(
         logEvents=[{"timestamp": int(time.time() * 1000), "message": m} for m in high_messages[:12]],
     )
 
-    second = lambda_function.lambda_handler(event, None)
-    third = lambda_function.lambda_handler(event, None)
+    # Streams are read back in pieces of at most 7 events with empty pages between, as AWS may page them.
+    with FaultProxy(aws.moto, seed=5) as proxy:
+        proxy.page_split("GetLogEvents", max_events=7, empty_pages=1)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", proxy.url)
+        second = lambda_function.lambda_handler(event, None)
+        third = lambda_function.lambda_handler(event, None)
+        assert proxy.count("GetLogEvents") > 10
 
     assert second["written"] == 50 - 12 + 1 and third["written"] == 0
     streams = aws.streams("sample-repo")
@@ -492,6 +499,24 @@ def test_a_redelivered_event_writes_nothing_twice_and_completes_a_partial_write(
     assert sum(len(m) for m in streams.values()) == 51
     events = run_module(receiver, cli_args)
     assert len(of_type(events, "finding")) == 50 and len(of_type(events, "scan_summary")) == 1
+
+
+def test_a_finding_too_large_for_cloudwatch_is_reported_and_the_rest_written(aws, caplog):
+    digest = digest_of("huge")
+    findings = basic_findings(6, {"CRITICAL": 2, "LOW": 1})
+    findings[0]["description"] = "x" * 1_048_576  # with the JSON around it, over PutLogEvents' batch size
+    aws.seed_scan("huge", digest, "v1", complete(findings))
+    when = "2026-11-30T13:30:00Z"
+
+    result = lambda_function.lambda_handler(ecr_scan_event("huge", digest, ["v1"], when), None)
+
+    assert result["written"] == 3
+    written = [m for ms in aws.streams("huge").values() for m in ms]
+    assert sorted(written) == sorted(
+        [json.dumps(counts_of(findings))] + [json.dumps(f) for f in findings[1:]]
+    )
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "too large" in error.getMessage() and findings[0]["name"] in error.getMessage()
 
 
 def test_throttled_writes_are_retried_by_botocore(aws, monkeypatch):
