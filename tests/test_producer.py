@@ -353,8 +353,8 @@ def of_type(events: list[dict], event_type: str) -> list[dict]:
 
 
 def test_basic_scan_is_written_byte_for_byte_as_the_old_lambda_wrote_it(aws, receiver, cli_args):
-    """The aws-samples logger's own output (tests/producer/basic-scan-aws-native-namespaced.json) again."""
-    reference = json.loads((FIXTURES / "basic-scan-aws-native-namespaced.json").read_text())
+    """A scan in the aws-samples logger's format (tests/producer/basic-scan-namespaced.json) again."""
+    reference = json.loads((FIXTURES / "basic-scan-namespaced.json").read_text())
     event = reference["triggerEvent"]
     detail = event["detail"]
     old = {s["logStreamName"]: [e["message"] for e in s["events"]] for s in reference["logStreams"]}
@@ -376,9 +376,9 @@ def test_basic_scan_is_written_byte_for_byte_as_the_old_lambda_wrote_it(aws, rec
     assert len(of_type(events, "finding")) == len(findings) and len(of_type(events, "scan_summary")) == 1
     for got in events:
         ecr = got["aws"]["ecr"]
-        assert ecr["repository"] == "team-a/billing-worker"
+        assert ecr["repository"] == detail["repository-name"] == "data-eng/etl/ingest-worker"
         assert ecr["image_digest"] == detail["image-digest"]
-        assert ecr["image_tag"] == "release-2.4.1-rc.1"
+        assert ecr["image_tag"] == detail["image-tags"][0] == "v3.0.0-beta.2"
 
 
 def test_untagged_image_is_logged_with_an_empty_tag_and_reaches_the_module_without_a_tag(
