@@ -26,6 +26,8 @@ RECORDING = str(ROOT / "tests" / "recordings" / "multi-repo.jsonl")
 BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1))"  # how the launcher starts Python (isolated)
 NO_OWNERS = Owners(Owner(), Owner(), None)
 PYTHON = sys.executable  # the real one, also where tests set sys.executable to another
+# Ownership by another user is made with os.chown: root only (install and the launcher run as root).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to another uid with chown")
 
 
 @pytest.fixture
@@ -364,6 +366,7 @@ def bare_python(path: Path) -> Path:
     return path
 
 
+@needs_root
 def test_an_interpreter_someone_else_can_change_is_never_recorded(
     wazuh, source, tmp_path, monkeypatch, caplog
 ):
@@ -381,6 +384,7 @@ def test_an_interpreter_someone_else_can_change_is_never_recorded(
     )
 
 
+@needs_root
 @pytest.mark.parametrize(
     ("mode_bits", "owner", "why"),
     [
@@ -406,6 +410,7 @@ def test_who_can_change_an_interpreter(tmp_path, mode_bits, owner, why):
     assert installer.untrusted_reason(link_elsewhere, uid=0) == reason
 
 
+@needs_root
 def test_the_launcher_skips_a_recorded_python_someone_else_can_change(wazuh, source, tmp_path):
     installer.install(source, wazuh, NO_OWNERS)
     (wazuh / "logs" / "ossec.log").write_text("")
