@@ -585,3 +585,16 @@ def test_stock_wodle_blocks_that_do_not_read_ecr_groups_are_not_reported(tmp_pat
         "    </service>\n  </wodle>\n</ossec_config>\n"
     )
     assert installer.stock_wodle_reads_ecr_groups(conf) == [(10, "/aws/ecr/image-scan-findings/c")]
+
+
+def test_uninstall_never_deletes_through_a_linked_directory(wazuh, source, tmp_path):
+    installer.install(source, wazuh, NO_OWNERS)
+    rule = source.ruleset("rules")[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / rule.name).write_text("not ours\n")
+    shutil.rmtree(wazuh / "etc" / "rules")
+    (wazuh / "etc" / "rules").symlink_to(elsewhere)
+    assert main(["uninstall", "--wazuh_path", str(wazuh)]) == 0
+    assert (elsewhere / rule.name).read_text() == "not ours\n"
+    assert not (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()

@@ -417,18 +417,18 @@ def uninstall(root: Path, purge: bool = False, force: bool = False) -> None:
     print(f"wazuh-ecr-scan: removing from {root}")
     ruleset_removed = False
     for relative in listed:
-        removed = _remove(root / relative, relative)
+        removed = _remove(root, Path(relative))
         ruleset_removed |= removed and Path(relative).parts[:2] in {d.parts for d in RULESET_DIRS.values()}
-    _remove(wodle_dir / LAUNCHER, WODLE_DIR / LAUNCHER)
-    _remove(wodle_dir / PYTHON_RECORD, WODLE_DIR / PYTHON_RECORD)
+    _remove(root, WODLE_DIR / LAUNCHER)
+    _remove(root, WODLE_DIR / PYTHON_RECORD)
     shutil.rmtree(wodle_dir / PACKAGE, ignore_errors=True)
     if (root / VENV).is_dir() and not (root / VENV).is_symlink():
         shutil.rmtree(root / VENV)
         print(f"  removed   {VENV}/")
-    _remove(manifest, WODLE_DIR / MANIFEST)
+    _remove(root, WODLE_DIR / MANIFEST)
     if purge:
         for path in (*wodle_dir.glob("ecr_scan_state.db*"), root / CONFIG):
-            _remove(path, path.relative_to(root))
+            _remove(root, path.relative_to(root))
     if wodle_dir.is_dir() and not any(wodle_dir.iterdir()):
         wodle_dir.rmdir()
     elif wodle_dir.is_dir():
@@ -439,12 +439,22 @@ def uninstall(root: Path, purge: bool = False, force: bool = False) -> None:
         print("Restart Wazuh (wazuh-manager) so that analysisd unloads the rules and decoders.")
 
 
-def _remove(path: Path, relative: Path | str) -> bool:
-    if path.is_file() or path.is_symlink():
-        path.unlink()
-        print(f"  removed   {relative}")
-        return True
-    return False
+def _remove(root: Path, relative: Path) -> bool:
+    """Unlink root/relative (a link itself, never what it points to) through a directory opened without
+    following links; a directory on the way that is a link is left alone, with a warning."""
+    try:
+        with _directory(root, relative.parent) as directory:
+            info = os.stat(relative.name, dir_fd=directory, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                return False
+            os.unlink(relative.name, dir_fd=directory)
+    except FileNotFoundError:
+        return False
+    except InstallError as exc:
+        log.warning("%s not removed: %s", relative, exc)
+        return False
+    print(f"  removed   {relative}")
+    return True
 
 
 # -- what to tell the administrator ----------------------------------------------------------------
