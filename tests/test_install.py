@@ -598,3 +598,17 @@ def test_uninstall_never_deletes_through_a_linked_directory(wazuh, source, tmp_p
     assert main(["uninstall", "--wazuh_path", str(wazuh)]) == 0
     assert (elsewhere / rule.name).read_text() == "not ours\n"
     assert not (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
+
+
+def test_install_from_a_checkout_runs_with_the_target_trees_embedded_python(wazuh, source, tmp_path):
+    """On a manager the tree named by --wazuh_path has a Python: the checkout's launcher uses it."""
+    embedded = tmp_path / "embedded.log"
+    fake_python(wazuh / "framework" / "python" / "bin" / "python3", embedded)
+    env = {k: v for k, v in cli_env().items() if k not in ("PYTHONPATH", "WAZUH_PATH")}
+    env["PATH"] = "/usr/bin:/bin"
+    launcher = str(ROOT / "wodle" / "ecr-scan")
+    command = [launcher, "install", "--source", str(source.root), "--no-venv", f"--wazuh_path={wazuh}"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd="/", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "wazuh_ecr_scan.install import main" in embedded.read_text()
+    assert (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
