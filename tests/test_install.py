@@ -158,7 +158,7 @@ def test_an_existing_configuration_and_a_stock_ecr_block_are_reported(wazuh, sou
 
 def test_on_an_agent_the_ruleset_is_left_to_the_manager(wazuh, source, capsys):
     (wazuh / "bin" / "wazuh-agentd").write_text("")
-    assert main(["install", "--wazuh_path", str(wazuh), "--source", str(source.root)]) == 0
+    assert main(["install", "--wazuh_path", str(wazuh), "--source", str(source.root), "--no-venv"]) == 0
     assert "rules and decoders belong on the manager" in capsys.readouterr().out
     assert not list((wazuh / "etc" / "rules").glob("*.xml"))
     assert (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
@@ -254,7 +254,7 @@ def test_uninstall_keeps_state_and_configuration_unless_purged(wazuh, source, ca
 
 def test_install_through_the_command_line_twice(wazuh, source):
     command = [sys.executable, "-m", "wazuh_ecr_scan", "install", "--wazuh_path", str(wazuh)]
-    command += ["--source", str(source.root)]
+    command += ["--source", str(source.root), "--no-venv"]
     first = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=120)
     second = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=120)
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
@@ -347,6 +347,7 @@ def test_code_planted_in_the_working_directory_never_runs(wazuh, source, tmp_pat
             str(wazuh),
             "--source",
             str(source.root),
+            "--no-venv",
         ],
         capture_output=True,
         text=True,
