@@ -3,8 +3,11 @@ block it prints, the launcher's choice of Python, and `uninstall`."""
 
 from __future__ import annotations
 
+import configparser
+import functools
 import grp
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -20,7 +23,11 @@ from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG
 from wazuh_ecr_scan.install import Owner, Owners, Source
 
 RECORDING = str(ROOT / "tests" / "recordings" / "multi-repo.jsonl")
+BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1))"  # how the launcher starts Python (isolated)
 NO_OWNERS = Owners(Owner(), Owner(), None)
+PYTHON = sys.executable  # the real one, also where tests set sys.executable to another
+# Ownership by another user is made with os.chown: root only (install and the launcher run as root).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to another uid with chown")
 
 
 @pytest.fixture
@@ -72,7 +79,8 @@ def test_install_modes_and_the_block_to_add(wazuh, source, capsys):
             assert target.read_bytes() == path.read_bytes() and mode(target) == 0o660
     assert mode(wazuh / "etc" / "ecr-scan.conf") == 0o640
     assert "no 'wazuh' (or 'ossec') group" in out
-    block = etree.fromstring(out.split("then restart Wazuh (wazuh-manager or wazuh-agent):\n")[1].strip())
+    assert "then restart Wazuh (wazuh-manager):" in out
+    block = etree.fromstring(re.search(r'<wodle name="command">.*?</wodle>', out, re.DOTALL)[0])
     command = block.findtext("command").split()
     assert command[0] == str(wodle / "ecr-scan") and command[2] == str(wazuh / "etc" / "ecr-scan.conf")
     assert "--run-once" in command and command[-1] == str(wazuh / "logs" / "ossec.log")
@@ -150,7 +158,7 @@ def test_an_existing_configuration_and_a_stock_ecr_block_are_reported(wazuh, sou
 
 def test_on_an_agent_the_ruleset_is_left_to_the_manager(wazuh, source, capsys):
     (wazuh / "bin" / "wazuh-agentd").write_text("")
-    assert main(["install", "--wazuh_path", str(wazuh), "--source", str(source.root)]) == 0
+    assert main(["install", "--wazuh_path", str(wazuh), "--source", str(source.root), "--no-venv"]) == 0
     assert "rules and decoders belong on the manager" in capsys.readouterr().out
     assert not list((wazuh / "etc" / "rules").glob("*.xml"))
     assert (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
@@ -166,7 +174,7 @@ def test_bad_trees_are_exit_2(wazuh, tmp_path, capsys):
 def fake_python(path: Path, marker: Path, works: bool = True) -> None:
     """A python3 that notes each call in `marker`, then is the real one (or fails every probe)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    real = f'exec "{sys.executable}" "$@"' if works else "exit 1"
+    real = f'exec "{PYTHON}" "$@"' if works else "exit 1"
     path.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\n{real}\n')
     path.chmod(0o755)
 
@@ -188,7 +196,8 @@ def test_the_launcher_prefers_wazuh_python_then_python3(wazuh, source, tmp_path,
     result = run_launcher(wazuh, "--run-once", "--output", "stdout", "--replay", RECORDING, path=path)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 24  # the installed copy ran (no PYTHONPATH given)
-    assert f"-m wazuh_ecr_scan --wazuh_path {wazuh}" in embedded.read_text() and not system.exists()
+    assert f"-I -c {BOOT}" in embedded.read_text() and not system.exists()
+    assert f"--wazuh_path {wazuh} --run-once" in embedded.read_text()
 
     fake_python(wazuh / "framework" / "python" / "bin" / "python3", embedded, works=False)
     recorded = tmp_path / "venv" / "bin" / "python3"  # the Python `install` ran with (a venv)
@@ -196,12 +205,12 @@ def test_the_launcher_prefers_wazuh_python_then_python3(wazuh, source, tmp_path,
     (wazuh / "wodles" / "ecr-scan" / "python.path").write_text(f"{recorded}\n")
     result = run_launcher(wazuh, "--version", path=path)
     assert result.returncode == 0 and result.stdout.startswith("wazuh-ecr-scan ")
-    assert "-m wazuh_ecr_scan" in (tmp_path / "recorded.log").read_text() and not system.exists()
+    assert f"-I -c {BOOT}" in (tmp_path / "recorded.log").read_text() and not system.exists()
 
     (wazuh / "wodles" / "ecr-scan" / "python.path").unlink()
     result = run_launcher(wazuh, "--version", path=path)
     assert result.returncode == 0 and result.stdout.startswith("wazuh-ecr-scan ")
-    assert "-m wazuh_ecr_scan" in system.read_text()
+    assert f"-I -c {BOOT}" in system.read_text()
 
 
 def test_install_records_its_own_python_for_the_launcher(wazuh, source, capsys):
@@ -223,7 +232,7 @@ def test_the_launcher_without_a_usable_python_says_so_in_ossec_log(wazuh, source
     line = (wazuh / "logs" / "ossec.log").read_text().strip()
     assert line == result.stderr.strip()
     assert "wazuh-ecr-scan: ERROR: no Python 3.10+ with boto3, lxml and python-dateutil" in line
-    assert f"{wazuh}/framework/python/bin/pip3 install boto3 lxml python-dateutil" in line
+    assert f"run '{wazuh}/wodles/ecr-scan/ecr-scan install' again as root" in line
 
 
 def test_uninstall_keeps_state_and_configuration_unless_purged(wazuh, source, capsys):
@@ -240,12 +249,12 @@ def test_uninstall_keeps_state_and_configuration_unless_purged(wazuh, source, ca
     assert (wazuh / "etc" / "ossec.conf").exists()
     assert main(["uninstall", "--wazuh_path", str(wazuh), "--purge"]) == 0
     assert not (wazuh / "wodles" / "ecr-scan").exists() and not (wazuh / "etc" / "ecr-scan.conf").exists()
-    assert 'Remove the <wodle name="command"> block' in capsys.readouterr().out
+    assert "Restart Wazuh (wazuh-manager) so that analysisd unloads the rules" in capsys.readouterr().out
 
 
 def test_install_through_the_command_line_twice(wazuh, source):
     command = [sys.executable, "-m", "wazuh_ecr_scan", "install", "--wazuh_path", str(wazuh)]
-    command += ["--source", str(source.root)]
+    command += ["--source", str(source.root), "--no-venv"]
     first = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=120)
     second = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=120)
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
@@ -295,3 +304,312 @@ def test_an_installed_package_finds_its_shared_files_where_pip_put_them(tmp_path
     monkeypatch.setattr(installer, "distribution", lambda name: SimpleNamespace(files=[recorded]))
     monkeypatch.setattr(installer, "__file__", str(site / "wazuh_ecr_scan" / "install.py"))
     assert installer._project_root() == shared.resolve()
+
+
+# -- root runs the launcher and install: nothing from the working directory, no interpreter others own --
+
+
+def plant(directory: Path, marker: Path) -> None:
+    """What a local user could leave in a world-writable directory where root runs the launcher."""
+    code = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    (directory / "wazuh_ecr_scan").mkdir(parents=True)
+    (directory / "wazuh_ecr_scan" / "__init__.py").write_text(code)
+    (directory / "wazuh_ecr_scan" / "__main__.py").write_text(code)
+    for module in ("lxml", "boto3", "dateutil"):
+        (directory / f"{module}.py").write_text(code)
+
+
+def test_code_planted_in_the_working_directory_never_runs(wazuh, source, tmp_path):
+    installer.install(source, wazuh, NO_OWNERS)
+    cwd, marker = tmp_path / "shared", tmp_path / "planted-code-ran"
+    plant(cwd, marker)
+    env = {k: v for k, v in cli_env().items() if k not in ("PYTHONPATH", "WAZUH_PATH")}
+    env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    launcher = str(wazuh / "wodles" / "ecr-scan" / "ecr-scan")
+
+    result = subprocess.run(
+        [launcher, "--run-once", "--output", "stdout", "--replay", RECORDING],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 24
+    assert not marker.exists(), marker.read_text()
+
+    result = subprocess.run(
+        [
+            str(ROOT / "wodle" / "ecr-scan"),
+            "install",
+            "--wazuh_path",
+            str(wazuh),
+            "--source",
+            str(source.root),
+            "--no-venv",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists(), marker.read_text()
+
+
+def bare_python(path: Path) -> Path:
+    """A Python 3.10+ without boto3, lxml and dateutil (the real one without its site-packages)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\nexec "{PYTHON}" -S "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+@needs_root
+def test_an_interpreter_someone_else_can_change_is_never_recorded(
+    wazuh, source, tmp_path, monkeypatch, caplog
+):
+    """install runs as root with a Python from a directory another user owns: it must not record it."""
+    theirs = tmp_path / "home" / "alice" / "venv" / "bin"
+    theirs.mkdir(parents=True)
+    (theirs / "python3").symlink_to(sys.executable)
+    os.chown(tmp_path / "home" / "alice", 65534, 65534)
+    monkeypatch.setattr(sys, "executable", str(theirs / "python3"))
+    installer.install(source, wazuh, NO_OWNERS)
+    record = wazuh / "wodles" / "ecr-scan" / "python.path"
+    assert not record.exists() or str(theirs) not in record.read_text()
+    assert (
+        f"{theirs / 'python3'} not used: {tmp_path / 'home' / 'alice'} is owned by uid 65534" in caplog.text
+    )
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("mode_bits", "owner", "why"),
+    [
+        (0o755, 65534, "is owned by uid 65534"),
+        (0o777, 0, "is writable by everyone"),
+        (0o775, (0, 65534), "is writable by group 65534"),
+        (0o1777, 0, None),  # sticky, like /tmp: only an entry's owner can replace it
+        (0o775, (0, 0), None),  # root's own group
+    ],
+)
+def test_who_can_change_an_interpreter(tmp_path, mode_bits, owner, why):
+    directory = tmp_path / "opt"
+    (directory / "bin").mkdir(parents=True)
+    python = directory / "bin" / "python3"
+    python.symlink_to(sys.executable)
+    uid, gid = owner if isinstance(owner, tuple) else (owner, 0)
+    os.chown(directory, uid, gid)
+    directory.chmod(mode_bits)
+    reason = installer.untrusted_reason(python, uid=0)
+    assert (reason is None) if why is None else (reason == f"{directory} {why}")
+    link_elsewhere = tmp_path / "link"
+    link_elsewhere.symlink_to(python)  # the path through a link: the link's target chain is checked too
+    assert installer.untrusted_reason(link_elsewhere, uid=0) == reason
+
+
+@needs_root
+def test_the_launcher_skips_a_recorded_python_someone_else_can_change(wazuh, source, tmp_path):
+    installer.install(source, wazuh, NO_OWNERS)
+    (wazuh / "logs" / "ossec.log").write_text("")
+    theirs = tmp_path / "home" / "alice"
+    fake_python(theirs / "venv" / "bin" / "python3", tmp_path / "alice-ran.log")
+    os.chown(theirs, 65534, 65534)
+    (wazuh / "wodles" / "ecr-scan" / "python.path").write_text(f"{theirs}/venv/bin/python3\n")
+    system = tmp_path / "system.log"
+    fake_python(tmp_path / "bin" / "python3", system)
+    result = run_launcher(wazuh, "--version", path=f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    assert result.returncode == 0 and result.stdout.startswith("wazuh-ecr-scan "), result.stderr
+    assert not (tmp_path / "alice-ran.log").exists()
+    assert system.exists()  # the next candidate ran it
+    warning = f"WARNING: {theirs}/venv/bin/python3 not used: {theirs} is owned by uid 65534"
+    assert warning in result.stderr and warning in (wazuh / "logs" / "ossec.log").read_text()
+
+    world = tmp_path / "world"
+    fake_python(world / "python3", tmp_path / "world-ran.log")
+    world.chmod(0o777)
+    env = {k: v for k, v in cli_env().items() if k not in ("PYTHONPATH", "WAZUH_PATH")}
+    env["WAZUH_ECR_SCAN_PYTHON"] = str(world / "python3")
+    launcher = str(wazuh / "wodles" / "ecr-scan" / "ecr-scan")
+    result = subprocess.run([launcher, "--version"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1 and not (tmp_path / "world-ran.log").exists()
+    assert f"{world} is writable by everyone" in result.stderr
+
+
+# -- install writes through descriptors: links planted by the wazuh user are replaced, never followed --
+
+
+def test_links_planted_in_etc_rules_are_never_followed(wazuh, source, tmp_path):
+    """etc/rules is root:wazuh 0770: the wazuh user can plant links there before root runs install."""
+    rule = source.ruleset("rules")[0]
+    decoder = source.ruleset("decoders")[0]
+    victim, twin = tmp_path / "victim", tmp_path / "twin"
+    victim.write_text("root's file\n")
+    victim.chmod(0o600)
+    twin.write_bytes(decoder.read_bytes())  # same content as the decoder: install would find it "unchanged"
+    twin.chmod(0o600)
+    (wazuh / "etc" / "rules" / f".{rule.name}.tmp-{os.getpid()}").symlink_to(victim)  # the old temp name
+    (wazuh / "etc" / "decoders" / decoder.name).symlink_to(twin)
+    assert main(["install", "--wazuh_path", str(wazuh), "--source", str(source.root), "--no-venv"]) == 0
+    assert victim.read_text() == "root's file\n" and mode(victim) == 0o600
+    assert twin.read_bytes() == decoder.read_bytes() and mode(twin) == 0o600
+    for kind, path in (("rules", rule), ("decoders", decoder)):
+        target = wazuh / "etc" / kind / path.name
+        assert not target.is_symlink() and target.read_bytes() == path.read_bytes() and mode(target) == 0o660
+
+
+def test_a_ruleset_directory_replaced_by_a_link_is_refused(wazuh, source, tmp_path, capsys):
+    elsewhere = tmp_path / "cron.d"
+    elsewhere.mkdir()
+    shutil.rmtree(wazuh / "etc" / "decoders")
+    (wazuh / "etc" / "decoders").symlink_to(elsewhere)
+    assert main(["install", "--wazuh_path", str(wazuh), "--source", str(source.root), "--no-venv"]) == 1
+    assert f"{wazuh / 'etc' / 'decoders'} is a symbolic link or not a directory" in capsys.readouterr().err
+    assert not list(elsewhere.iterdir())
+
+
+# -- one route on a bare Debian 12 / Ubuntu 24.04: install makes a private venv ----------------------
+
+
+def test_install_makes_a_private_venv_when_no_python_has_the_dependencies(
+    wazuh, source, tmp_path, monkeypatch
+):
+    bare = bare_python(tmp_path / "usr" / "bin" / "python3")
+    monkeypatch.setattr(sys, "executable", str(bare))
+    calls = []
+
+    def make_venv(base: Path, venv: Path) -> None:  # what build_venv leaves: a venv that imports them all
+        calls.append((base, venv))
+        fake_python(venv / "bin" / "python3", tmp_path / "venv.log")
+
+    command = ["install", "--wazuh_path", str(wazuh), "--source", str(source.root)]
+    assert installer.main(command, make_venv=make_venv) == 0
+    venv = wazuh / "wodles" / "ecr-scan" / "venv"
+    assert calls == [(bare, venv)]
+    assert (wazuh / "wodles" / "ecr-scan" / "python.path").read_text() == f"{venv}/bin/python3\n"
+    assert installer.main(command, make_venv=make_venv) == 0 and len(calls) == 1  # reused, not rebuilt
+
+    def pip_fails(base: Path, venv: Path) -> None:
+        (venv / "bin").mkdir(parents=True)
+
+    shutil.rmtree(venv)
+    assert installer.main(command, make_venv=pip_fails) == 1
+    assert (
+        installer.main([*command, "--no-venv"], make_venv=pip_fails) == 0
+    )  # the module installed, with a warning
+
+
+def test_the_private_venv_really_runs_the_module(wazuh, source, tmp_path, monkeypatch):
+    """The real `python -m venv`, offline: --system-site-packages reuses this Python's packages."""
+    if sys.prefix != sys.base_prefix:
+        pytest.skip("run from a venv: a venv made from its base Python would not see these packages")
+    monkeypatch.setattr(sys, "executable", str(bare_python(tmp_path / "usr" / "bin" / "python3")))
+    offline = functools.partial(installer.build_venv, system_site_packages=True)
+    command = ["install", "--wazuh_path", str(wazuh), "--source", str(source.root)]
+    assert installer.main(command, make_venv=offline) == 0
+    venv_python = wazuh / "wodles" / "ecr-scan" / "venv" / "bin" / "python3"
+    assert (wazuh / "wodles" / "ecr-scan" / "python.path").read_text() == f"{venv_python}\n"
+    result = run_launcher(
+        wazuh, "--run-once", "--output", "stdout", "--replay", RECORDING, path="/usr/bin:/bin"
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 24
+    assert main(["uninstall", "--wazuh_path", str(wazuh), "--purge"]) == 0
+    assert not (wazuh / "wodles" / "ecr-scan").exists()
+
+
+def test_the_venv_gets_what_the_package_requires():
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    required = [line.strip() for line in parser["options"]["install_requires"].splitlines() if line.strip()]
+    assert sorted(required) == sorted(installer.REQUIREMENTS)
+
+
+# -- what install and uninstall tell the administrator -------------------------------------------------
+
+
+RUNS_MODULE = (
+    '  <wodle name="command">\n    <tag>ecr-scan</tag>\n'
+    "    <command>{wazuh}/wodles/ecr-scan/ecr-scan --config x --run-once</command>\n  </wodle>\n"
+)
+
+
+def test_uninstall_refuses_while_ossec_conf_still_runs_the_module(wazuh, source, capsys):
+    installer.install(source, wazuh, NO_OWNERS)
+    ossec_conf = wazuh / "etc" / "ossec.conf"
+    ossec_conf.write_text("<ossec_config>\n" + RUNS_MODULE.format(wazuh=wazuh) + "</ossec_config>\n")
+    assert main(["uninstall", "--wazuh_path", str(wazuh)]) == EXIT_BAD_CONFIG
+    assert f"{ossec_conf} line 4 still runs wodles/ecr-scan/ecr-scan" in capsys.readouterr().err
+    assert (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
+
+    commented = "<!--\n" + RUNS_MODULE.format(wazuh=wazuh) + "-->\n"
+    disabled = RUNS_MODULE.format(wazuh=wazuh).replace("<tag>", "<disabled>yes</disabled><tag>")
+    for block in (commented, disabled):
+        ossec_conf.write_text(f"<ossec_config>\n{block}</ossec_config>\n")
+        assert installer.ossec_conf_runs_module(ossec_conf) is None
+    ossec_conf.write_text("<ossec_config>\n" + RUNS_MODULE.format(wazuh=wazuh) + "</ossec_config>\n")
+    assert main(["uninstall", "--wazuh_path", str(wazuh), "--force"]) == 0
+    assert not (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
+    assert "still runs the module: remove its" in capsys.readouterr().out
+
+
+def test_restart_is_asked_only_when_rules_or_decoders_changed(wazuh, source, capsys):
+    installer.install(source, wazuh, NO_OWNERS)
+    assert "Restart Wazuh (wazuh-manager) to load the new rules and decoders." in capsys.readouterr().out
+    installer.install(source, wazuh, NO_OWNERS)
+    out = capsys.readouterr().out
+    assert "Restart Wazuh (wazuh-manager) to load" not in out
+    assert "Rules and decoders unchanged: no restart needed for them." in out
+
+
+def test_on_an_agent_no_ruleset_advice(wazuh, source, capsys):
+    (wazuh / "bin" / "wazuh-agentd").write_text("")
+    (wazuh / "etc" / "ossec.conf").write_text("<ossec_config>\n  <client/>\n</ossec_config>\n")
+    assert main(["install", "--wazuh_path", str(wazuh), "--source", str(source.root), "--no-venv"]) == 0
+    out = capsys.readouterr().out
+    assert "then restart Wazuh (wazuh-agent):" in out
+    assert "<ruleset>" not in out and "rule_dir" not in out and "Restart Wazuh (wazuh-manager)" not in out
+
+
+def test_stock_wodle_blocks_that_do_not_read_ecr_groups_are_not_reported(tmp_path):
+    conf = tmp_path / "ossec.conf"
+    conf.write_text(
+        '<ossec_config>\n  <wodle name="aws-s3">\n    <disabled>yes</disabled>\n'
+        '    <service type="cloudwatchlogs"><aws_log_groups>/aws/ecr/image-scan-findings/a</aws_log_groups>'
+        '</service>\n  </wodle>\n  <!-- <wodle name="aws-s3"><service type="cloudwatchlogs">\n'
+        "  <aws_log_groups>/aws/ecr/image-scan-findings/b</aws_log_groups></service></wodle> -->\n"
+        '  <wodle name="aws-s3">\n    <service type="cloudwatchlogs">\n'
+        "      <aws_log_groups>/aws/lambda/x, /aws/ecr/image-scan-findings/c</aws_log_groups>\n"
+        "    </service>\n  </wodle>\n</ossec_config>\n"
+    )
+    assert installer.stock_wodle_reads_ecr_groups(conf) == [(10, "/aws/ecr/image-scan-findings/c")]
+
+
+def test_uninstall_never_deletes_through_a_linked_directory(wazuh, source, tmp_path):
+    installer.install(source, wazuh, NO_OWNERS)
+    rule = source.ruleset("rules")[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / rule.name).write_text("not ours\n")
+    shutil.rmtree(wazuh / "etc" / "rules")
+    (wazuh / "etc" / "rules").symlink_to(elsewhere)
+    assert main(["uninstall", "--wazuh_path", str(wazuh)]) == 0
+    assert (elsewhere / rule.name).read_text() == "not ours\n"
+    assert not (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
+
+
+def test_install_from_a_checkout_runs_with_the_target_trees_embedded_python(wazuh, source, tmp_path):
+    """On a manager the tree named by --wazuh_path has a Python: the checkout's launcher uses it."""
+    embedded = tmp_path / "embedded.log"
+    fake_python(wazuh / "framework" / "python" / "bin" / "python3", embedded)
+    env = {k: v for k, v in cli_env().items() if k not in ("PYTHONPATH", "WAZUH_PATH")}
+    env["PATH"] = "/usr/bin:/bin"
+    launcher = str(ROOT / "wodle" / "ecr-scan")
+    command = [launcher, "install", "--source", str(source.root), "--no-venv", f"--wazuh_path={wazuh}"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd="/", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "wazuh_ecr_scan.install import main" in embedded.read_text()
+    assert (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
