@@ -202,6 +202,11 @@ def test_summary_counts_total_and_truncation():
         ("SUMMARY", "[]", "summary message is a JSON array"),
         ("SUMMARY", '{"HIGH": "3"}', "summary count 'HIGH'"),
         ("SUMMARY", '{"HIGH": 1.5}', "summary count 'HIGH'"),
+        ("SUMMARY", '{"imageScanStatus": "FAILED"}', "summary imageScanStatus is a JSON string"),
+        ("SUMMARY", '{"imageScanStatus": {"description": "d"}}', "summary imageScanStatus has no status"),
+        ("SUMMARY", '{"imageScanStatus": {"status": ""}}', "summary imageScanStatus has no status"),
+        ("SUMMARY", '{"imageScanStatus": {"status": "FAILED", "description": 5}}', "summary imageScanStatus"),
+        ("SUMMARY", '{"imageScanStatus": {"status": "FAILED"}, "HIGH": 1}', "summary message has keys"),
         ("HIGH", "[" * 100_000, "message is not valid JSON"),  # deep nesting: RecursionError
     ],
 )
@@ -214,6 +219,39 @@ def test_bad_messages_become_unparsed_with_the_reason_and_the_raw_text(stream_ki
     assert ecr["raw_message"] == message
     assert ecr["image_tag"] == "v1" and ecr["repository"] == "team-a/billing-worker"
     assert len(encode_event(out)) <= MAX_DATAGRAM
+
+
+def test_a_status_summary_gives_the_scan_status_and_no_counts():
+    """What the producer writes for a scan that did not complete: ECR's ImageScanStatus."""
+    description = "UnsupportedImageError: The operating system and/or package manager are not supported."
+    message = json.dumps({"imageScanStatus": {"status": "FAILED", "description": description}})
+    out = flatten(event(f"SUMMARY-v1-{DIGEST}-2025-06-07T02-02-04Z", message), "us-east-1")
+    assert out["aws"]["event_type"] == "scan_summary"
+    assert out["aws"]["ecr"] == {
+        "repository": "team-a/billing-worker",
+        "image_digest": "sha256:" + DIGEST,
+        "image_tag": "v1",
+        "scan_time": "2025-06-07T02:02:04Z",
+        "scan_status": "FAILED",
+        "scan_status_description": description,
+    }
+    untagged = json.dumps({"imageScanStatus": {"status": "UNSUPPORTED_IMAGE", "description": ""}})
+    ecr = flatten(event(f"SUMMARY--{DIGEST}-2025-06-07T02-02-04Z", untagged), "us-east-1")["aws"]["ecr"]
+    assert ecr["scan_status"] == "UNSUPPORTED_IMAGE"
+    assert "image_tag" not in ecr and "scan_status_description" not in ecr  # no empty strings
+
+
+def test_a_long_status_description_is_cut_for_the_rule_and_kept_whole():
+    description = "RepositoryNotFoundException: " + "x" * 5000
+    message = json.dumps({"imageScanStatus": {"status": "COMPLETE", "description": description}})
+    out = flatten(event(f"SUMMARY-v1-{DIGEST}-2025-06-07T02-02-04Z", message), "us-east-1")
+    ecr = out["aws"]["ecr"]
+    assert ecr["description_cut"] == "aws.ecr.scan_status_description"
+    assert ecr["full_values"] == {"aws_ecr_scan_status_description": description}
+    assert description.startswith(ecr["scan_status_description"])
+    # the rule expands repository, tag, digest, status and description: all within analysisd's 1024 bytes
+    expanded = ("repository", "image_tag", "image_digest", "scan_status", "scan_status_description")
+    assert len("".join(ecr[key] for key in expanded).encode()) <= 1023 - 256
 
 
 def test_odd_stream_name_keeps_the_repository():

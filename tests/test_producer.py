@@ -447,7 +447,9 @@ def test_a_failed_scan_is_logged_as_a_summary_with_its_status(aws, receiver, cli
     assert aws.streams("legacy") == {stream("SUMMARY", "old", digest, when): [message]}
     events = run_module(receiver, cli_args)
     assert len(events) == 1
-    assert "FAILED" in json.dumps(events[0]) and "UnsupportedImageError" in json.dumps(events[0])
+    assert events[0]["aws"]["event_type"] == "scan_summary"
+    ecr = events[0]["aws"]["ecr"]
+    assert (ecr["scan_status"], ecr["scan_status_description"]) == ("FAILED", description)
 
 
 def test_findings_of_a_deleted_image_are_reported_as_unreadable(aws):

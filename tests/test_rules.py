@@ -76,8 +76,13 @@ def test_a_long_error_still_reads_in_the_alert(engine: Engine) -> None:
     assert result.description.endswith("é...")
 
 
+def _schema_example(event_type: str) -> str:
+    (payload,) = [p for p in _schema_lines('{"integration":"aws"') if f'"event_type":"{event_type}"' in p]
+    return payload
+
+
 def test_schema_example_finding(engine: Engine) -> None:
-    (payload,) = _schema_lines('{"integration":"aws"')
+    payload = _schema_example("finding")
     result = engine.process("1:Wazuh-AWS:" + payload)
     assert result.ut == ("110202", "13", "json")
     assert (
@@ -91,3 +96,13 @@ def test_schema_example_finding(engine: Engine) -> None:
         "tsc": ("CC7.1", "CC7.2"),
     }
     assert "no_full_log" in result.options
+
+
+def test_schema_example_scan_status(engine: Engine) -> None:
+    result = engine.process("1:Wazuh-AWS:" + _schema_example("scan_summary"))
+    assert result.ut == ("110246", "7", "json")
+    assert result.description == (
+        "ECR image scan of web/api@sha256:83fc...7fe2 (untagged) did not complete: FAILED: "
+        "UnsupportedImageError: The operating system and/or package manager are not supported."
+    )
+    assert result.groups == ("amazon", "aws_ecr", "vulnerability", "ecr_scan_not_completed")

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,3 +70,33 @@ def test_status_message_text_never_changes_the_rule(level, message) -> None:
     result = ENGINE.process(f"1:wazuh-ecr-scan:wazuh-ecr-scan: {level}: {message}")
     assert result.rule_id == (110242 if level == "WARNING" else 110241)
     assert result.field("ecr_scan.message") == message
+
+
+STATUS_RULES = {110246, 110247, 110248, 110249}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    status=st.text(min_size=1, max_size=300),
+    description=st.text(max_size=3000),
+    tag=st.text(st.characters(blacklist_characters="\n"), max_size=300),
+    repository=st.text(min_size=1, max_size=400),
+)
+@example(status="FAILED", description="\u00e9" * 3000, tag="", repository="r" * 400)
+@example(status="S" * 300, description="d" * 3000, tag="t" * 300, repository="r" * 400)
+def test_any_scan_status_summary_alerts_at_7_naming_its_image(status, description, tag, repository) -> None:
+    """Whatever a status SUMMARY says, the module's event lands on a status rule with a description that
+    analysisd expands (under 1024 bytes, no raw $(...) template)."""
+    from wazuh_ecr_scan.encode import encode_event
+    from wazuh_ecr_scan.flatten import LogEvent, flatten
+
+    stream = f"SUMMARY-{tag}-{'ab' * 32}-2025-06-07T02-02-04Z"
+    message = json.dumps({"imageScanStatus": {"status": status, "description": description}})
+    group = "/aws/ecr/image-scan-findings/" + repository
+    event = flatten(LogEvent(group, stream, "1", 1749261733844, message), "us-east-1")
+    result = ENGINE.process(encode_event(event).decode("ascii"))
+    assert result.rule_id in STATUS_RULES and result.level == 7
+    assert (result.rule_id in (110248, 110249)) == bool(tag)
+    assert result.description != ENGINE.rules.by_id[result.rule_id].description  # expanded
+    assert len(result.description.encode()) < 1024
+    assert ("ab" * 32) in result.description or bool(tag)

@@ -31,6 +31,8 @@ SEVERITIES = {
     "UNTRIAGED": "Untriaged",
 }
 SUMMARY_KEYS = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+# The producer's SUMMARY for a scan that did not complete: {"imageScanStatus": {"status", "description"}}
+SCAN_STATUS_KEY = "imageScanStatus"
 FINDING_KEYS = frozenset(("name", "description", "uri", "severity", "attributes"))
 MAX_ATTRIBUTE_KEY = 128
 MAX_COUNT = 2**53  # beyond it a count is not a count (and its JSON could outgrow int limits)
@@ -54,10 +56,21 @@ DESCRIPTION_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("aws", "ecr", "alert_note"),
     ),
     "scan_summary": (("aws", "ecr", "repository"), ("aws", "ecr", "image_tag"), ("aws", "ecr", "alert_note")),
+    # A scan_summary with aws.ecr.scan_status (a scan that did not complete): no counts to expand.
+    "scan_status": (
+        ("aws", "ecr", "repository"),
+        ("aws", "ecr", "image_tag"),
+        ("aws", "ecr", "scan_status"),
+        ("aws", "ecr", "scan_status_description"),
+    ),
     "unparsed": (("aws", "ecr", "parse_error"),),
 }
-# Expanded by a description but never cut: they name the message (AWS caps each at 512 characters).
-DESCRIPTION_FIXED_FIELDS = {"unparsed": (("aws", "log_info", "log_group"), ("aws", "log_info", "log_stream"))}
+# Expanded by a description but never cut: they name the message (AWS caps each at 512 characters; the
+# digest is the stream name's 64 hex digits).
+DESCRIPTION_FIXED_FIELDS = {
+    "unparsed": (("aws", "log_info", "log_group"), ("aws", "log_info", "log_stream")),
+    "scan_status": (("aws", "ecr", "image_digest"),),
+}
 MIN_DESCRIPTION_FIELD = 64
 
 
@@ -137,6 +150,8 @@ def _flatten(event: LogEvent, region: str, group_prefix: str) -> dict[str, Any]:
         return _unparsed(event, region, ecr, bad_name)
     try:
         if _stream_kind(event.log_stream) == "SUMMARY":
+            if isinstance(payload, dict) and SCAN_STATUS_KEY in payload:
+                return _envelope(event, region, "scan_summary", _scan_status_fields(payload, ecr))
             return _envelope(event, region, "scan_summary", _summary_fields(payload, ecr))
         return _finding(event, region, ecr, payload)
     except ParseError as exc:
@@ -190,6 +205,26 @@ def _summary_fields(payload: Any, ecr: dict[str, Any]) -> dict[str, Any]:
     ecr["truncated"] = total > LAMBDA_FINDINGS_LIMIT
     if "UNTRIAGED" in payload:  # the summary rules' descriptions name the six basic severities only
         ecr["alert_note"] = f", untriaged {counts['UNTRIAGED']}"
+    return ecr
+
+
+def _scan_status_fields(payload: dict[str, Any], ecr: dict[str, Any]) -> dict[str, Any]:
+    """A scan that did not complete, or whose findings could not be read (ImageScanStatus shape). No
+    scan_type: the message does not say which scanner ran."""
+    others = sorted(str(key)[:MAX_ATTRIBUTE_KEY] for key in payload if key != SCAN_STATUS_KEY)
+    if others:
+        raise ParseError(f"summary message has keys besides {SCAN_STATUS_KEY}: {', '.join(others)[:512]}")
+    status = payload[SCAN_STATUS_KEY]
+    if not isinstance(status, dict):
+        raise ParseError(f"summary {SCAN_STATUS_KEY} is a JSON {_json_type(status)}, not an object")
+    value, description = status.get("status"), status.get("description")
+    if not isinstance(value, str) or not value:
+        raise ParseError(f"summary {SCAN_STATUS_KEY} has no status string")
+    if description is not None and not isinstance(description, str):
+        raise ParseError(f"summary {SCAN_STATUS_KEY} description is a JSON {_json_type(description)}")
+    ecr["scan_status"] = value
+    if description:
+        ecr["scan_status_description"] = description
     return ecr
 
 
@@ -276,7 +311,7 @@ def fit_description_fields(result: dict[str, Any]) -> None:
     """Cut the fields a rule description expands so the expansion stays under OS_COMMENT_MAX. The
     longest are cut first, to a common length; full values go under `aws.ecr.full_values`, and
     `aws.ecr.description_cut` names what was cut."""
-    kind = result["aws"]["event_type"]
+    kind = _description_kind(result)
     paths = [p for p in DESCRIPTION_FIELDS.get(kind, ()) if _text_at(result, p)]
     budget = OS_COMMENT_MAX - 1 - DESCRIPTION_TEXT_MAX
     budget -= SUMMARY_NUMBERS_MAX if kind == "scan_summary" else 0
@@ -297,6 +332,13 @@ def fit_description_fields(result: dict[str, Any]) -> None:
         _set_text(result, path, _cut_to_bytes(text, cap))
         cut.append(name)
     ecr["description_cut"] = ", ".join(cut)
+
+
+def _description_kind(result: dict[str, Any]) -> str:
+    kind = result["aws"]["event_type"]
+    if kind == "scan_summary" and "scan_status" in result["aws"]["ecr"]:
+        return "scan_status"
+    return kind
 
 
 def _common_cap(sizes: list[int], budget: int) -> int:
