@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
@@ -142,6 +142,19 @@ class Receiver:
                 return self.received
             last = count
             time.sleep(quiet_s)
+
+    def wait_until(self, condition: Callable[[Received], bool], timeout: float = 60) -> Received:
+        """Wait (polling) until `condition(received so far)` holds; fail the test after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if condition(self.received):
+                    return self.received
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"receiver: condition not met within {timeout}s: {condition.__doc__ or ''}"
+                )
+            time.sleep(0.02)
 
     def take(self) -> Received:
         received = self.settle()
