@@ -1,7 +1,13 @@
-"""Shared fixtures: a moto server over HTTP, a bound analysisd-like datagram socket, and the real CLI."""
+"""Shared fixtures: a moto server over HTTP, a bound analysisd-like datagram socket, and the real CLI.
+
+Two tiers (markers declared in setup.cfg): tests that use moto, the analysisd-like receiver, or run a
+subprocess (the CLI, the launcher) are marked `integration` here, at collection; the rest run in process
+in a few seconds: `python -m pytest -m "not integration"`. `python -m pytest` runs both.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import socket
@@ -10,9 +16,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
@@ -22,6 +29,59 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from moto_server import MotoServer, logs_client, reset  # noqa: E402
+
+# A test using a fixture named like these (directly or through another fixture: `logs`, `cli_args`,
+# `proxy`, ...) talks to a moto server or the analysisd-like receiver.
+INTEGRATION_FIXTURE_WORDS = ("moto", "receiver")
+# A test whose code, or a function of its module that it calls, names one of these starts a process
+# (the CLI, the launcher) or a moto server.
+INTEGRATION_NAMES = frozenset({"run_cli", "start_cli", "subprocess", "Popen", "MotoServer"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _uses_an_integration_fixture(item) or _starts_a_process(item):
+            item.add_marker(pytest.mark.integration)
+
+
+def _uses_an_integration_fixture(item: pytest.Item) -> bool:
+    return any(
+        word in name for name in getattr(item, "fixturenames", ()) for word in INTEGRATION_FIXTURE_WORDS
+    )
+
+
+def _starts_a_process(item: pytest.Item) -> bool:
+    function = getattr(item, "function", None)
+    if function is None:
+        return False
+    function = getattr(getattr(function, "hypothesis", None), "inner_test", function)
+    return _names_any(inspect.unwrap(function), INTEGRATION_NAMES, set())
+
+
+def _names_any(function: object, names: frozenset[str], seen: set[int]) -> bool:
+    """Whether `function`, or a function of the same module it names, names one of `names`."""
+    code = getattr(function, "__code__", None)
+    if code is None or id(code) in seen:
+        return False
+    seen.add(id(code))
+    module_globals = getattr(function, "__globals__", {})
+    for name in _all_names(code):
+        if name in names:
+            return True
+        helper = module_globals.get(name)
+        if getattr(helper, "__module__", None) == getattr(function, "__module__", "") and _names_any(
+            helper, names, seen
+        ):
+            return True
+    return False
+
+
+def _all_names(code: CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _all_names(const)
+
 
 EVENT_HEADER = b"1:Wazuh-AWS:"
 STATUS_HEADER = b"1:wazuh-ecr-scan:"
@@ -82,6 +142,19 @@ class Receiver:
                 return self.received
             last = count
             time.sleep(quiet_s)
+
+    def wait_until(self, condition: Callable[[Received], bool], timeout: float = 60) -> Received:
+        """Wait (polling) until `condition(received so far)` holds; fail the test after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if condition(self.received):
+                    return self.received
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"receiver: condition not met within {timeout}s: {condition.__doc__ or ''}"
+                )
+            time.sleep(0.02)
 
     def take(self) -> Received:
         received = self.settle()

@@ -292,6 +292,28 @@ def test_throttle_on_a_query_protocol_api(proxy: FaultProxy, retry_delays: list[
     assert proxy.counts() == {"GetCallerIdentity": 3}
 
 
+def test_access_denied_is_never_retried_on_either_protocol(
+    proxy: FaultProxy, retry_delays: list[float]
+) -> None:
+    proxy.access_denied(["FilterLogEvents", "GetCallerIdentity"])
+    logs = client(proxy.url, attempts=5)
+    logs.create_log_group(logGroupName=GROUP)
+    with pytest.raises(ClientError) as caught:
+        logs.filter_log_events(logGroupName=GROUP)
+    assert caught.value.response["Error"] == {
+        "Code": "AccessDeniedException",
+        "Message": "User: arn:aws:iam::123456789012:user/wazuh is not authorized to perform:"
+        " logs:FilterLogEvents",
+    }
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    sts = aws_client("sts", proxy.url, retries={"mode": "standard", "total_max_attempts": 5})
+    with pytest.raises(ClientError) as caught:
+        sts.get_caller_identity()
+    assert caught.value.response["Error"]["Code"] == "AccessDenied"
+    assert retry_delays == []
+    assert proxy.fault_counts() == {("FilterLogEvents", "denied"): 1, ("GetCallerIdentity", "denied"): 1}
+
+
 # -- 5xx ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("status", "code"), [(503, "ServiceUnavailableException"), (500, "InternalFailure")])
 def test_server_errors_surface_and_are_retried(

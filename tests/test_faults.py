@@ -96,37 +96,72 @@ def test_a_group_that_stays_throttled_is_skipped_with_a_warning_and_read_next_pa
     assert_exactly_once(got.__class__(events=got.events + receiver.take().events), total)
 
 
-def test_access_denied_is_an_error_with_exit_4_unless_skip_on_error(logs, receiver, cli_args, short_dir):
-    missing = "/aws/ecr/image-scan-findings/does-not-exist"
-    result = run_cli(*cli_args("--aws_log_groups", missing))
-    assert result.returncode == 4
-    assert f"ResourceNotFoundException on FilterLogEvents for group {missing}" in result.stderr
-    assert any("ERROR" in s and missing in s for s in receiver.take().status)
-    assert run_cli(*cli_args("--aws_log_groups", missing, "--skip_on_error")).returncode == 0
+def test_access_denied_is_an_error_with_exit_4_unless_skip_on_error(logs, receiver, cli_args, proxy):
+    total = write_scans(logs, 3, seed=4, per_severity={"HIGH": 2, "LOW": 1})  # repo-0, repo-1, repo-2
+    denied = "/aws/ecr/image-scan-findings/repo-0"  # the first group read with one worker
+    one_by_one = ("--workers", "1")
+    proxy.access_denied("FilterLogEvents", calls=[1])  # an IAM policy without logs:FilterLogEvents on it
+    result = run_cli(*cli_args(*one_by_one, endpoint=proxy.url))
+    assert result.returncode == 4, result.stderr
+    error = f"ERROR: region us-east-1: AccessDeniedException on FilterLogEvents for group {denied}: User: "
+    assert error in result.stderr
+    got = receiver.take()
+    assert [s for s in got.status if "AccessDeniedException" in s] == [
+        next(line for line in result.stderr.splitlines() if error in line).split(" ", 2)[2]
+    ]  # the same line reaches analysisd
+    groups = collections.Counter(e["aws"]["log_info"]["log_group"] for e in got.events)
+    assert denied not in groups and sum(groups.values()) == total * 2 // 3  # the other groups were read
+
+    proxy.access_denied("FilterLogEvents", calls=[1])
+    skipped = run_cli(*cli_args(*one_by_one, "--skip_on_error", endpoint=proxy.url))
+    assert skipped.returncode == 0 and error in skipped.stderr
+    later = receiver.take()
+    assert any("AccessDeniedException" in s for s in later.status)
+
+    allowed = run_cli(*cli_args(*one_by_one, endpoint=proxy.url))  # the policy was fixed
+    assert allowed.returncode == 0, allowed.stderr
+    assert_exactly_once(got.__class__(events=got.events + later.events + receiver.take().events), total)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_kill_9_at_random_points_resends_at_most_one_page(logs, receiver, cli_args, proxy, seed):
+@pytest.mark.parametrize(
+    ("stalled", "after"),
+    [
+        pytest.param(True, 1, id="analysisd-stalled-after-1"),
+        pytest.param(True, 77, id="analysisd-stalled-mid-page-2"),
+        pytest.param(True, 150, id="analysisd-stalled-at-page-3-end"),
+        pytest.param(False, 120, id="running-after-120"),
+        pytest.param(False, 700, id="running-after-700"),
+    ],
+)
+def test_kill_9_at_any_point_resends_only_the_uncommitted_page(
+    logs, receiver, cli_args, proxy, stalled, after
+):
+    """SIGKILL once `after` datagrams reached analysisd, either while analysisd stalls there (the module is
+    blocked mid-page) or while it keeps reading: the rerun delivers everything, and re-sends only the tail
+    of what the killed run sent, at most one page."""
     page = 50
-    total = write_scans(logs, 4, seed=100 + seed, per_severity={"HIGH": 200, "LOW": 150})
+    total = write_scans(logs, 4, seed=100 + after, per_severity={"HIGH": 200, "LOW": 150})
     proxy.page_split("FilterLogEvents", max_events=page)
     proxy.latency = 0.01
-    rng = random.Random(seed)
-    if seed % 2:  # odd seeds: analysisd stalls mid-page, so the kill lands inside a page
-        receiver.pause_after = rng.randint(1, 3 * page)
+    if stalled:
+        receiver.pause_after = after
     proc = start_cli(*cli_args(*FAST, endpoint=proxy.url))
-    time.sleep(rng.uniform(0.5, 2.5))
+    if stalled:
+        assert receiver.paused.wait(60), "analysisd never stalled"
+    else:
+        receiver.wait_until(lambda r: len(r.raw) >= after)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     receiver.pause_after = None
     receiver.paused.clear()
-    first = receiver.take()
+    first = receiver.take().keys()  # in the order sent
     proxy.latency = 0.0
     assert run_cli(*cli_args(*FAST, endpoint=proxy.url)).returncode == 0
-    second = receiver.take()
-    keys = collections.Counter(first.keys() + second.keys())
-    assert len(keys) == total  # every finding delivered after the rerun
-    duplicates = sum(n - 1 for n in keys.values())
-    assert duplicates <= page
-    print(f"seed {seed}: killed after {len(first.events)} of {total} events; {duplicates} re-sent")
+    second = receiver.take().keys()
+    assert len(set(first) | set(second)) == total, "events lost"
+    assert len(first) == len(set(first)) and len(second) == len(set(second)), "sent twice in one run"
+    resent = set(first) & set(second)
+    assert len(resent) <= page
+    assert resent == set(first[len(first) - len(resent) :])  # only the last, uncommitted events
+    print(f"killed after {len(first)} of {total} events; {len(resent)} re-sent")

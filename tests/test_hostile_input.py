@@ -4,7 +4,9 @@ analysisd (≤ 65535 bytes, ≤ 256 fields, one line), never an exception, never
 from __future__ import annotations
 
 import json
+import threading
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wazuh_ecr_scan.encode import EVENT_HEADER, MAX_DATAGRAM, MAX_FIELDS, count_fields, encode_event
@@ -128,18 +130,44 @@ def test_tag_of_300_characters_and_repository_with_several_slashes():
     assert decoded["aws"]["ecr"]["repository"] == "a/b/c"
 
 
-def test_poison_messages_found_in_review_become_unparsed_not_crashes():
-    deep = '{"name": ' + "[" * 950 + "]" * 950 + ', "severity": "HIGH"}'  # loads, but dumps recurses deeper
-    huge_score = json.dumps({"description": "x", "packageVulnerabilityDetails": {"cvss": [{"baseScore": 0}]}})
-    huge_score = huge_score.replace('"baseScore": 0', '"baseScore": ' + "9" * 401)
-    summary = "SUMMARY-v1-" + DIGEST + "-2025-06-07T02-02-04Z"
-    for stream, message in (
-        (GOOD_STREAM, deep),
-        (GOOD_STREAM, huge_score),
-        (summary, '{"HIGH": ' + "9" * 4300 + ', "LOW": ' + "9" * 4300 + "}"),
-    ):
-        decoded = assert_fits(flatten(LogEvent(GROUP, stream, "1", 0, message), "us-east-1"))
-        assert decoded["aws"]["event_type"] in {"unparsed", "finding"}
+POISON = {
+    # nests deeper than json.dumps may recurse from some call depths: the outcome must not depend on it
+    "deeply-nested-name": (GOOD_STREAM, '{"name": ' + "[" * 950 + "]" * 950 + ', "severity": "HIGH"}'),
+    "401-digit-score": (
+        GOOD_STREAM,
+        '{"description": "x", "packageVulnerabilityDetails": {"cvss": [{"baseScore": ' + "9" * 401 + "}]}}",
+    ),
+    "4300-digit-counts": (
+        "SUMMARY-v1-" + DIGEST + "-2025-06-07T02-02-04Z",
+        '{"HIGH": ' + "9" * 4300 + ', "LOW": ' + "9" * 4300 + "}",
+    ),
+}
+
+
+def flatten_at_depth(event: LogEvent, depth: int) -> dict:
+    """flatten() called `depth` frames below a fresh thread's top: where the CLI calls it, or deeper."""
+    result: dict = {}
+
+    def descend(n: int) -> None:
+        if n:
+            descend(n - 1)
+        else:
+            result["event"] = flatten(event, "us-east-1")
+
+    thread = threading.Thread(target=descend, args=(depth,))
+    thread.start()
+    thread.join()
+    return result["event"]
+
+
+@pytest.mark.parametrize("name", POISON)
+def test_poison_messages_found_in_review_become_unparsed_not_crashes(name):
+    stream, message = POISON[name]
+    event = LogEvent(GROUP, stream, "1", 0, message)
+    shallow, deep = (assert_fits(flatten_at_depth(event, depth)) for depth in (5, 40))
+    # unparsed (the raw message kept, a warning logged), wherever flatten() is called from
+    assert (shallow["aws"]["event_type"], deep["aws"]["event_type"]) == ("unparsed", "unparsed")
+    assert shallow == deep and shallow["aws"]["ecr"]["parse_error"]
 
 
 def test_oversize_keys_drop_attributes_and_never_blank_the_identity():

@@ -13,11 +13,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ROOT, cli_env, run_cli
 from lambda_writer import make_scan, write_scan
 from wazuh_ecr_scan.config import early_options
-from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG
-from wazuh_ecr_scan.logs import Progress, log, register_secret, setup_logging
+from wazuh_ecr_scan.logs import DETAIL, Progress, log, register_secret, setup_logging
 
 WAZUH_LINE = re.compile(
     r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} wazuh-ecr-scan: (DEBUG|INFO|WARNING|ERROR|CRITICAL): \S"
@@ -47,13 +47,31 @@ def test_debug_lines_go_to_stderr_and_the_log_file_never_to_analysisd(logs, rece
     assert not [line for line in status if "DEBUG" in line]
 
 
-def test_debug_levels(capsys):
-    for debug, expected in ((0, logging.INFO), (1, logging.DEBUG), (2, 5), (3, 5)):
-        setup_logging(debug)
-        assert log.level == expected
-        assert (logging.getLogger("botocore").level == logging.DEBUG) == (debug == 3)
-    logging.getLogger("botocore").setLevel(logging.NOTSET)
-    setup_logging(0)
+@pytest.mark.parametrize(
+    ("debug", "shown"),
+    [
+        (0, ["info"]),
+        (1, ["info", "debug"]),
+        (2, ["info", "debug", "per-event"]),
+        (3, ["info", "debug", "per-event", "botocore"]),
+    ],
+)
+def test_debug_levels_choose_the_lines_logged(debug, shown):
+    stream = io.StringIO()
+    setup_logging(debug, stream=stream)
+    try:
+        log.info("info line")
+        log.debug("debug line")
+        log.log(DETAIL, "per-event line")
+        logging.getLogger("botocore").debug("botocore line")
+    finally:
+        logging.getLogger("botocore").setLevel(logging.NOTSET)
+        logging.getLogger("urllib3").setLevel(logging.NOTSET)
+        setup_logging(0)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(": ", 2)[2].removesuffix(" line") for line in lines] == shown
+    assert all(WAZUH_LINE.match(line) for line in lines)
+    assert [line.split(": ")[1] for line in lines] == ["INFO"] + ["DEBUG"] * (len(shown) - 1)
 
 
 def test_early_options_read_only_debug_and_log_file():
@@ -67,7 +85,7 @@ def test_early_options_read_only_debug_and_log_file():
 
 def test_an_unopenable_log_file_is_one_line_and_exit_2(moto):
     result = run_cli("--run-once", "--state_db", "/tmp/never.db", "--log_file", "/nonexistent/dir/ossec.log")
-    assert result.returncode == EXIT_BAD_CONFIG
+    assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert WAZUH_LINE.match(line) and "--log_file: cannot open /nonexistent/dir/ossec.log" in line
 

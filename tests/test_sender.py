@@ -7,7 +7,6 @@ import socket
 
 import pytest
 from wazuh_ecr_scan import sender as sender_module
-from wazuh_ecr_scan.encode import MAX_DATAGRAM
 from wazuh_ecr_scan.errors import AnalysisdUnavailable
 from wazuh_ecr_scan.sender import SocketSender
 
@@ -25,16 +24,23 @@ def test_missing_socket_is_a_clear_error(short_dir):
         SocketSender(str(short_dir / "nope"))
 
 
-def test_one_socket_for_the_run_and_full_size_datagrams(short_dir):
+def test_one_socket_for_the_run_and_full_size_datagrams(short_dir, monkeypatch):
     path = str(short_dir / "queue")
     server = bind(path)
+    opened: list[socket.socket] = []
+
+    class CountedSocket(socket.socket):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(socket, "socket", CountedSocket)
     sender = SocketSender(path)
-    first = sender._sock
-    big = b"1:Wazuh-AWS:" + b"x" * (MAX_DATAGRAM - 12)
+    big = b"1:Wazuh-AWS:" + b"x" * (65535 - 12)  # analysisd's largest datagram
     for _ in range(3):
         sender.send(big)
         assert server.recv(1 << 17) == big
-    assert sender._sock is first
+    assert len(opened) == 1  # not one socket per event
     sender.close()
     server.close()
 

@@ -23,6 +23,10 @@ Faults (one rule fires per request; rules are tried in the order they were added
     ``{"__type":"ThrottlingException","message":"Rate exceeded"}`` (XML ``Throttling`` for query APIs).
 ``unavailable``
     HTTP 503 ``ServiceUnavailableException`` or, with ``status=500``, HTTP 500 ``InternalFailure``.
+``denied``
+    HTTP 400, ``x-amzn-ErrorType: AccessDeniedException``, body ``{"__type":"AccessDeniedException",
+    "message":"User: arn:aws:iam::123456789012:user/wazuh is not authorized to perform: logs:<Operation>"}``
+    (XML ``AccessDenied`` for query APIs): an IAM policy that lacks the action. Never retried by botocore.
 ``reset``
     The request is read, then the connection is closed with ``SO_LINGER`` 0: the client gets ECONNRESET
     and no response. ``forward=True`` first sends the request upstream (the "did my write happen?" case).
@@ -88,7 +92,7 @@ __all__ = [
 ]
 
 MAX_SLOW_DELAY = 30.0
-FAULT_KINDS = ("throttle", "unavailable", "reset", "slow")
+FAULT_KINDS = ("throttle", "unavailable", "denied", "reset", "slow")
 
 _LOOPBACK = "127.0.0.1"
 _HOP_BY_HOP = frozenset(
@@ -298,9 +302,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ConnectionAborted
 
         proxy._sleep(proxy.latency)
-        if kind in ("throttle", "unavailable"):
+        if kind in ("throttle", "unavailable", "denied"):
             assert rule is not None
-            response = _error_response(kind, rule.status, query_protocol)
+            response = _error_response(kind, rule.status, query_protocol, operation)
         else:
             response, upstream_used = self._answer(operation, body)
             if kind == "slow":
@@ -441,13 +445,24 @@ _JSON_ERRORS = {
     ("throttle", 400): ("ThrottlingException", "Rate exceeded", "Bad Request"),
     ("unavailable", 503): ("ServiceUnavailableException", "Service Unavailable", "Service Unavailable"),
     ("unavailable", 500): ("InternalFailure", "Internal Failure", "Internal Server Error"),
+    ("denied", 400): (
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/wazuh is not authorized to perform: {action}",
+        "Bad Request",
+    ),
 }
-_QUERY_CODES = {"ThrottlingException": "Throttling", "ServiceUnavailableException": "ServiceUnavailable"}
+_QUERY_CODES = {
+    "ThrottlingException": "Throttling",
+    "ServiceUnavailableException": "ServiceUnavailable",
+    "AccessDeniedException": "AccessDenied",
+}
 
 
-def _error_response(kind: str, status: int | None, query_protocol: bool) -> _Response:
-    status = 400 if kind == "throttle" else (status or 503)
+def _error_response(kind: str, status: int | None, query_protocol: bool, operation: str = "") -> _Response:
+    status = 400 if kind in ("throttle", "denied") else (status or 503)
     code, message, reason = _JSON_ERRORS[(kind, status)]
+    service = "sts" if query_protocol else "logs"
+    message = message.format(action=f"{service}:{operation}")
     if query_protocol:
         code = _QUERY_CODES.get(code, code)
         fault_type = "Sender" if status < 500 else "Receiver"
@@ -603,6 +618,10 @@ class FaultProxy:
     ) -> FaultRule:
         """HTTP 503 ServiceUnavailableException, or with ``status=500`` HTTP 500 InternalFailure."""
         return self.add_fault("unavailable", operation, status=status, **when)
+
+    def access_denied(self, operation: str | Iterable[str] | None = "*", **when: Any) -> FaultRule:
+        """HTTP 400 AccessDeniedException (``AccessDenied`` for query APIs). ``when``: share=, calls=."""
+        return self.add_fault("denied", operation, **when)
 
     def connection_reset(
         self, operation: str | Iterable[str] | None = "*", *, forward: bool = False, **when: Any
