@@ -43,6 +43,8 @@ def enhanced_fields(payload: dict[str, Any], ecr: dict[str, Any]) -> dict[str, A
     score = _score(payload, details)
     if score:
         vulnerability["score"] = score
+    else:
+        _put(ecr, "score_unparsed", _unreadable_score(payload, details))
     _status(payload.get("status"), vulnerability, ecr)
     _finding_context(payload, details, ecr)
     _resource_identity(payload.get("resources"), ecr)
@@ -171,6 +173,18 @@ def _score(payload: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
             _put(score, "vector", cvss[0].get("scoringVector"))
             return score
     return {}
+
+
+def _unreadable_score(payload: dict[str, Any], details: dict[str, Any]) -> Any:
+    """A score given but not a finite number (a 401-digit one, say): kept as written, not dropped."""
+    cvss = details.get("cvss")
+    candidates = [payload.get("score"), payload.get("inspectorScore")]
+    if isinstance(cvss, list) and cvss and isinstance(cvss[0], dict):
+        candidates.append(cvss[0].get("baseScore"))
+    for raw in candidates:
+        if raw is not None and not isinstance(raw, dict | list) and _number(raw) is None:
+            return raw
+    return None
 
 
 def _status(raw: Any, vulnerability: dict[str, Any], ecr: dict[str, Any]) -> None:

@@ -382,6 +382,10 @@ def _set_text(result: dict[str, Any], path: tuple[str, ...], text: str) -> None:
 def _put_text(target: dict[str, Any], key: str, value: Any) -> None:
     if value is None or value == "":
         return
+    if isinstance(value, dict | list):
+        # A text member holding a structure is not the Lambda's data; rendering it would also depend on
+        # how deep json.dumps may still recurse from here.
+        raise ParseError(f"{key} is a JSON {type(value).__name__}, not text")
     target[key] = value if isinstance(value, str) else json.dumps(value)
 
 
