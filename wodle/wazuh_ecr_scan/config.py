@@ -4,24 +4,26 @@ any AWS call."""
 from __future__ import annotations
 
 import argparse
-import calendar
 import configparser
 import contextlib
 import os
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
-from dateutil import parser as dateparser
-
-from wazuh_ecr_scan import __version__
+from wazuh_ecr_scan import __version__, ossec_config
 from wazuh_ecr_scan.errors import ConfigError
 from wazuh_ecr_scan.logs import log
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
-
-if TYPE_CHECKING:
-    from wazuh_ecr_scan.ossec_config import ServiceBlock, WodleBlock
+from wazuh_ecr_scan.ossec_config import ServiceBlock, WodleBlock
+from wazuh_ecr_scan.values import (
+    REGION_RE,
+    ROLE_ARN_RE,
+    compile_pattern,
+    date_ms,
+    interval_seconds,
+    split_list,
+)
 
 DEFAULT_WAZUH_PATH = "/var/ossec"
 DEFAULT_INTERVAL = "5m"
@@ -31,12 +33,6 @@ SOCKET_RELATIVE = os.path.join("queue", "sockets", "queue")
 # margin for CloudWatch ingestion delay and clock skew between this host and AWS.
 DEFAULT_LATE_WINDOW_S = 20 * 60
 
-_INTERVAL_RE = re.compile(r"^(\d+)([smhdw]?)$")
-_INTERVAL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-ROLE_ARN_RE = re.compile(r"^arn:[^:\n]*:iam::(\d{12}):role/.+$")
-REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
-_WAZUH_DATE_RE = re.compile(r"^\d{4}-[A-Za-z]{3}-\d{1,2}$")
-_MONTHS = {name.upper(): number for number, name in enumerate(calendar.month_abbr) if name}
 
 
 @dataclass(frozen=True)
@@ -257,8 +253,6 @@ _SERVICE_FLAGS = {
 
 def apply_config_file(cli: Settings, path: str, explicit: set[str]) -> Settings:
     """Settings from the aws-s3 blocks of `path`; flags given on the command line win."""
-    from wazuh_ecr_scan import ossec_config  # config.py is imported by ossec_config
-
     config = ossec_config.load(path)
     enabled = [block for block in config.blocks if not block.disabled]
     if not enabled:  # nothing runs; --check-config still checks the file's services, not the defaults
@@ -375,34 +369,12 @@ def parse_interval(text: str) -> int:
         raise ConfigError(f"--interval: {exc}") from exc
 
 
-def interval_seconds(text: str) -> int:
-    match = _INTERVAL_RE.match(text.strip())
-    if not match or int(match[1]) == 0:
-        raise ValueError(f"{text!r} is not a positive interval like 30s, 5m, 1h, 1d")
-    return int(match[1]) * _INTERVAL_UNITS[match[2]]
-
-
 def parse_date_ms(text: str) -> int:
     """Wazuh's YYYY-MMM-DD (2024-JAN-01) or an ISO 8601 date/time; naive means UTC."""
     try:
         return date_ms(text)
     except ValueError as exc:
         raise ConfigError(f"--only_logs_after: {exc}") from exc
-
-
-def date_ms(text: str) -> int:
-    text = text.strip()
-    try:
-        if _WAZUH_DATE_RE.match(text):
-            year, month, day = text.split("-")
-            moment = datetime(int(year), _MONTHS[month.upper()], int(day), tzinfo=timezone.utc)
-        else:
-            moment = dateparser.isoparse(text)
-    except (KeyError, ValueError, OverflowError) as exc:
-        raise ValueError(f"{text!r} is not a date like 2024-JAN-01 or 2024-01-01") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
 
 
 def start_of_today_ms(now_s: float) -> int:
@@ -421,19 +393,8 @@ def _default_state_db(args: argparse.Namespace) -> str:
     return os.path.join(args.wazuh_path, STATE_DB_RELATIVE)
 
 
-def split_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def _compile(pattern: str) -> re.Pattern[str]:
     try:
         return compile_pattern(pattern)
     except ValueError as exc:
         raise ConfigError(f"--discard-regex: {exc}") from exc
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc

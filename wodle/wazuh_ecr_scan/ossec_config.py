@@ -15,21 +15,21 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from wazuh_ecr_scan.config import (
+from wazuh_ecr_scan.errors import ConfigError
+from wazuh_ecr_scan.logs import log
+from wazuh_ecr_scan.values import (
     REGION_RE,
     ROLE_ARN_RE,
     compile_pattern,
     date_ms,
     interval_seconds,
     split_list,
+    yes_no,
 )
-from wazuh_ecr_scan.errors import ConfigError
-from wazuh_ecr_scan.logs import log
 
 MODULE = "aws-s3"
 CLOUDWATCHLOGS = "cloudwatchlogs"
 SERVICE_TYPES = ("inspector", CLOUDWATCHLOGS)
-YES_NO = {"yes": True, "no": False}
 MONTH_S = 30 * 86400
 # Wazuh's scheduling tags (wm_scheduling.c); this module's passes follow <interval> only.
 SCHEDULING_TAGS = ("day", "wday", "time")
@@ -253,10 +253,10 @@ class _Reader:
         return (element.text or "").strip()
 
     def yes_no(self, element: etree._Element) -> bool:
-        value = self.text(element)
-        if value not in YES_NO:
-            raise self.error(element, f"Invalid content for tag '{element.tag}' at module '{MODULE}'.")
-        return YES_NO[value]
+        try:
+            return yes_no(self.text(element))
+        except ValueError as exc:
+            raise self.invalid(element, str(exc)) from exc
 
     def interval(self, element: etree._Element) -> int:
         value = self.text(element)
