@@ -58,6 +58,8 @@ def test_second_instance_through_the_cli_exits_6(tmp_path):
             "stdout",
             "--state_db",
             path,
+            "--lock_wait",
+            "0",
         )
     finally:
         holder.close()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session
-from wazuh_ecr_scan.config import Settings, early_options, parse_args
+from wazuh_ecr_scan.config import Settings, early_options, early_status_socket, parse_args
 from wazuh_ecr_scan.errors import (
     EXIT_AWS,
     EXIT_CREDENTIALS,
@@ -34,7 +34,7 @@ from wazuh_ecr_scan.metrics import PassStats
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.reader import CloudWatchReader, Reader
 from wazuh_ecr_scan.replay import ReplayReader
-from wazuh_ecr_scan.sender import Sender, SocketSender, StatusHandler, StdoutSender
+from wazuh_ecr_scan.sender import STATUS, Sender, SocketSender, StdoutSender
 from wazuh_ecr_scan.state import StateStore
 
 SUBCOMMANDS = ("install", "uninstall")
@@ -46,6 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         from wazuh_ecr_scan import install
 
         return install.main(argv)
+    log.addHandler(STATUS)
+    try:
+        return _main(argv)
+    finally:
+        log.removeHandler(STATUS)
+        # Every exit path: WARNING and ERROR lines logged while no run sender was open reach analysisd.
+        STATUS.deliver_pending(early_status_socket(argv))
+
+
+def _main(argv: list[str]) -> int:
     try:
         _setup_early_logging(argv)
         settings = parse_args(argv)
@@ -81,14 +91,12 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
     if settings.disabled:
         log.info("module disabled in %s (<disabled>yes</disabled>): nothing to read", settings.config_file)
         return EXIT_OK
-    state = StateStore(settings.state_db)
+    state = StateStore(settings.state_db, settings.lock_wait_s)
     sender: Sender | None = None
-    status: StatusHandler | None = None
     try:
         sender = make_sender(settings)
         if isinstance(sender, SocketSender):
-            status = StatusHandler(sender)
-            log.addHandler(status)
+            STATUS.attach(sender)
         stop = _stop_on_signals()
         counted = _ProgressSender(sender) if PROGRESS.enabled else sender
         pollers = [(s, Poller(s, state, counted, clock, should_stop=stop.is_set)) for s in settings.passes()]
@@ -122,8 +130,7 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
                 return EXIT_OK
     finally:
         PROGRESS.clear()
-        if status is not None:
-            log.removeHandler(status)
+        STATUS.detach()
         if sender is not None:
             sender.close()
         state.close()

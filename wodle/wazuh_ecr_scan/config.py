@@ -70,6 +70,7 @@ class Settings:
     config_file: str | None = None
     check_config: bool = False
     log_file: str | None = None
+    lock_wait_s: int = 60
     run_on_start: bool = True
     disabled: bool = False
     # --config: state-DB label of this service block (see account), where it was read, and a discard_regex
@@ -147,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="check configuration, credentials and permissions, print the resolved settings, exit 0 or 1",
     )
     p.add_argument("--log_file", metavar="FILE", help="also append log lines to FILE (e.g. logs/ossec.log)")
+    p.add_argument(
+        "--lock_wait",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="wait this long for another instance using the same state file (default 60), then exit 6",
+    )
     return p
 
 
@@ -161,6 +169,23 @@ def early_options(argv: list[str]) -> tuple[int, str | None]:
         return 0, None
     debug = int(args.debug) if args.debug in ("0", "1", "2", "3") else 0
     return debug, args.log_file
+
+
+def early_status_socket(argv: list[str]) -> str | None:
+    """Where status lines of a run that ends before (or after) its own sender go: the analysisd socket of
+    --socket or --wazuh_path; None for --output stdout and --check-config, which send nothing."""
+    parser = StrictParser(add_help=False)
+    parser.add_argument("--socket")
+    parser.add_argument("--wazuh_path", default=DEFAULT_WAZUH_PATH)
+    parser.add_argument("--output", default="socket")
+    parser.add_argument("--check-config", dest="check_config", action="store_true")
+    try:
+        args, _ = parser.parse_known_args(argv)
+    except ConfigError:
+        return None
+    if args.output != "socket" or args.check_config:
+        return None
+    return args.socket or os.path.join(args.wazuh_path, SOCKET_RELATIVE)
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -186,6 +211,8 @@ def _from_args(args: argparse.Namespace) -> Settings:
         raise ConfigError("--max_attempts must be at least 1")
     if not 1 <= args.workers <= 32:
         raise ConfigError("--workers must be between 1 and 32")
+    if not 0 <= args.lock_wait <= 3600:
+        raise ConfigError("--lock_wait must be between 0 and 3600 seconds")
     if not 0 < args.max_rate <= 100:
         raise ConfigError("--max_rate must be above 0 and at most 100 requests per second")
     groups = split_list(args.aws_log_groups)
@@ -222,6 +249,7 @@ def _from_args(args: argparse.Namespace) -> Settings:
         config_file=args.config,
         check_config=args.check_config,
         log_file=args.log_file,
+        lock_wait_s=args.lock_wait,
     )
 
 

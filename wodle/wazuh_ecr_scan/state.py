@@ -13,14 +13,18 @@ import fcntl
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wazuh_ecr_scan.errors import StateError
 from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.logs import log
 
 SCHEMA_VERSION = 2
 MEMORY = ":memory:"
+DEFAULT_LOCK_WAIT_S = 60
+_LOCK_POLL_S = 0.2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -70,12 +74,12 @@ class GroupKey:
 
 
 class StateStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lock_wait_s: float = 0) -> None:
         self.path = path
         self._lock_fd: int | None = None
         if path != MEMORY:
             _create_private(path)
-            self._lock_fd = _lock(path + ".lock")
+            self._lock_fd = _lock(path + ".lock", lock_wait_s)
         self.db = self._connect()
 
     # -- reading -------------------------------------------------------------------------------
@@ -271,20 +275,48 @@ def _create_private(path: str) -> None:
         os.close(fd)
 
 
-def _lock(path: str) -> int:
+def _lock(path: str, wait_s: float) -> int:
+    """The state file's exclusive lock; another instance holding it is waited for, up to `wait_s`."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise StateError(f"cannot create lock file {path}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise StateError(
-            f"state file {path[: -len('.lock')]} is in use by another wazuh-ecr-scan (pid {holder}); "
-            "only one instance may use a state file"
-        ) from None
+    state_file = path[: -len(".lock")]
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while not _try_lock(fd):
+        if not waiting:
+            waiting = True
+            log.info(
+                "state file %s is in use by another wazuh-ecr-scan (pid %s): waiting up to %ds for it"
+                " (--lock_wait)",
+                state_file,
+                _holder(fd),
+                wait_s,
+            )
+        if time.monotonic() >= deadline:
+            holder = _holder(fd)
+            os.close(fd)
+            raise StateError(
+                f"state file {state_file} is still in use by another wazuh-ecr-scan (pid {holder}) after "
+                f"waiting {wait_s:g}s: only one instance may use a state file at a time; give each "
+                "command block its own --state_db, or a longer --lock_wait"
+            )
+        time.sleep(_LOCK_POLL_S)
+    if waiting:
+        log.info("state file %s: lock acquired, the run goes on", state_file)
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
