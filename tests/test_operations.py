@@ -7,10 +7,11 @@ Exit codes are compared with the documented numbers (README table), not with imp
 from __future__ import annotations
 
 import random
+import re
+import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from conftest import ROOT, cli_env, run_cli, start_cli
 from lambda_writer import make_scan, write_scan
@@ -114,5 +115,30 @@ def test_a_lock_still_held_after_the_wait_is_exit_6_and_reaches_analysisd(logs, 
     assert "still in use by another wazuh-ecr-scan" in error and "after waiting 1s" in error
 
 
-def _unused(path: Path) -> None:  # keeps Path imported for later tests
-    del path
+# -- SIGTERM mid-pass ------------------------------------------------------------------------------------
+
+
+def wait_for_events(receiver, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(receiver.received.events) < count:
+        assert time.monotonic() < deadline, "no event arrived"
+        time.sleep(0.02)
+
+
+def test_sigterm_mid_pass_is_a_warning_that_alerts_and_exit_7_and_nothing_is_lost(logs, receiver, cli_args):
+    scans = [one_scan(logs, seed=n, repo=f"repo-{n:02d}", counts={"HIGH": 1}) for n in range(30)]
+    total = sum(scan.event_count() for scan in scans)
+    # One FilterLogEvents a second: the pass takes about 30 s, the signal comes after the first group.
+    proc = start_cli(*cli_args("--workers", "1", "--max_rate", "1"))
+    wait_for_events(receiver, 1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 7, stderr
+    first = receiver.take()
+    (warning,) = [line for line in first.status if "pass interrupted" in line]
+    read = int(re.search(r"pass interrupted: (\d+) of 30 groups read", warning)[1])
+    assert 1 <= read < 30
+    assert not any("pass done" in line and "WARNING" in line for line in first.status)
+    assert run_cli(*cli_args()).returncode == 0
+    keys = first.keys() + receiver.take().keys()
+    assert len(keys) == len(set(keys)) == total  # the rest came with the next pass, nothing twice

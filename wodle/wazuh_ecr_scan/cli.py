@@ -24,6 +24,7 @@ from wazuh_ecr_scan.errors import (
     EXIT_AWS,
     EXIT_CREDENTIALS,
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     CredentialsError,
     FatalError,
@@ -119,9 +120,19 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
             stats, credential_failures = _run_pass(pollers, counter)
             calls = counter.calls - calls_before
             stats.api_calls = sum(calls.values())
+            if stats.interrupted:
+                log.warning(
+                    "pass interrupted: %d of %d groups read; the next pass reads the rest from where this"
+                    " one stopped",
+                    stats.completed,
+                    stats.listed,
+                )
             log.info("%s", stats.summary_line())
             if settings.run_once:
                 _print_summary(stats, calls)
+            if stats.interrupted:
+                return EXIT_INTERRUPTED
+            if settings.run_once:
                 if credential_failures:
                     return EXIT_CREDENTIALS
                 return EXIT_AWS if stats.errors and not settings.skip_on_error else EXIT_OK
@@ -143,6 +154,7 @@ def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> t
     failures = 0
     for settings, poller in pollers:
         if poller.should_stop():
+            total.interrupted = True
             break  # a signal: no new credentials or listings for the remaining blocks
         try:
             stats = poller.run_pass(build_sources(settings, counter))
@@ -154,6 +166,9 @@ def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> t
             log.error("%s (account %s, %s)", exc, settings.account, settings.origin)
             continue
         total.groups.extend(stats.groups)
+        total.listed += stats.listed
+        total.completed += stats.completed
+        total.interrupted = total.interrupted or stats.interrupted
         total.errors += stats.errors
         total.warnings += stats.warnings
         total.duration += stats.duration

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wazuh-ecr-scan",
         description="Read Amazon ECR image-scan findings from CloudWatch Logs and send one Wazuh event "
         "per finding to analysisd.",
+        epilog="exit codes: 0 ok; 1 internal error; 2 configuration error; 3 AWS credentials; 4 AWS error "
+        "(groups skipped); 5 analysisd socket; 6 state file; 7 pass interrupted by a signal (e.g. "
+        "modulesd's <timeout>) before every group was read",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--run-once", dest="run_once", action="store_true", help="one pass, then exit")

@@ -92,10 +92,15 @@ class Poller:
         self._detail = log.isEnabledFor(DETAIL)
         self._skew_reported = False
         self._last_pass: dict[tuple[str, str], int | None] = {}
+        self._listed = 0
+        self._completed = 0
+        self._listed_sources: set[tuple[str, str]] = set()
 
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
         started = self.clock()
+        self._listed = self._completed = 0
+        self._listed_sources = set()
         # The previous pass's listing time, taken before this pass finishes any group: a group that is
         # new in this pass's listing was created after it.
         self._last_pass = {
@@ -111,7 +116,14 @@ class Poller:
                     break
                 self._read_source(source, stats)
         stats.duration = self.clock() - started
+        stats.listed, stats.completed = self._listed, self._completed
+        unread = self._completed < self._listed or self._sources_left(sources)
+        stats.interrupted = self.should_stop() and unread
         return stats
+
+    def _sources_left(self, sources: list[Source]) -> bool:
+        """Some source was not even listed: the stop came before its turn."""
+        return len(self._listed_sources) < len(sources)
 
     def _read_source(self, source: Source, stats: PassStats) -> None:
         region = source.reader.region
@@ -133,6 +145,8 @@ class Poller:
         group listed for the first time keeps its first start in the state at once, so a read that is
         skipped, interrupted or never reached resumes from there, not from a later pass's start."""
         jobs, first_windows = [], []
+        self._listed += len(groups)
+        self._listed_sources.add((source.account, source.reader.region))
         for group in groups:
             key = GroupKey(source.account, source.reader.region, group)
             read_until = self.state.read_until(key) if source.time_filtered else None
@@ -221,6 +235,7 @@ class Poller:
             if self.should_stop():
                 return  # what was delivered is committed; the group's window stays where it was
         self._finish_group(job.source, job.key, job.now_ms)
+        self._completed += 1
 
     def _finish_group(self, source: Source, key: GroupKey, now_ms: int) -> None:
         if not source.time_filtered:
