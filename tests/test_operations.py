@@ -142,3 +142,23 @@ def test_sigterm_mid_pass_is_a_warning_that_alerts_and_exit_7_and_nothing_is_los
     assert run_cli(*cli_args()).returncode == 0
     keys = first.keys() + receiver.take().keys()
     assert len(keys) == len(set(keys)) == total  # the rest came with the next pass, nothing twice
+
+
+# -- --output stdout never changes what the service sends ----------------------------------------------
+
+
+def test_a_stdout_run_without_state_db_does_not_consume_the_services_findings(logs, receiver, moto, tmp_path):
+    scan = one_scan(logs)
+    wazuh = tmp_path / "ossec"
+    (wazuh / "wodles").mkdir(parents=True)
+    common = ["--run-once", "--service_endpoint", moto, "--wazuh_path", str(wazuh)]
+    common += ["--only_logs_after", "2020-JAN-01", "--socket", receiver.path]
+    first = run_cli(*common, "--output", "stdout")
+    assert first.returncode == 0, first.stderr
+    assert len(first.stdout.splitlines()) == scan.event_count()
+    assert "--output stdout without --state_db: reading the state of" in first.stderr.splitlines()[0]
+    service = run_cli(*common)
+    assert service.returncode == 0, service.stderr
+    assert len(receiver.take().events) == scan.event_count()  # the debugging run consumed nothing
+    again = run_cli(*common, "--output", "stdout")
+    assert again.returncode == 0 and again.stdout == ""  # it reads the service's state

@@ -12,10 +12,12 @@ import logging
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session
@@ -36,7 +38,7 @@ from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.reader import CloudWatchReader, Reader
 from wazuh_ecr_scan.replay import ReplayReader
 from wazuh_ecr_scan.sender import STATUS, Sender, SocketSender, StdoutSender
-from wazuh_ecr_scan.state import StateStore
+from wazuh_ecr_scan.state import MEMORY, StateStore, throwaway_copy
 
 SUBCOMMANDS = ("install", "uninstall")
 
@@ -89,6 +91,23 @@ def _setup_early_logging(argv: list[str]) -> None:
 
 
 def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
+    if _reads_a_copy(settings):
+        with tempfile.TemporaryDirectory(prefix="wazuh-ecr-scan-") as directory:
+            log.info(
+                "--output stdout without --state_db: reading the state of %s and keeping this run's changes"
+                " in a throw-away copy, so the service still sends everything printed here; give"
+                " --state_db to commit to a state file",
+                settings.state_db,
+            )
+            return _run(replace(settings, state_db=throwaway_copy(settings.state_db, directory)), clock)
+    return _run(settings, clock)
+
+
+def _reads_a_copy(settings: Settings) -> bool:
+    return settings.output == "stdout" and not settings.state_db_given and settings.state_db != MEMORY
+
+
+def _run(settings: Settings, clock: Callable[[], float]) -> int:
     if settings.disabled:
         log.info("module disabled in %s (<disabled>yes</disabled>): nothing to read", settings.config_file)
         return EXIT_OK

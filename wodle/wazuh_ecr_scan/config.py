@@ -57,6 +57,7 @@ class Settings:
     wazuh_path: str = DEFAULT_WAZUH_PATH
     socket_path: str = ""
     state_db: str = ""
+    state_db_given: bool = False  # --state_db on the command line (else the default under wazuh_path)
     output: str = "socket"
     replay: str | None = None
     retry_mode: str = "adaptive"
@@ -242,6 +243,7 @@ def _from_args(args: argparse.Namespace) -> Settings:
         wazuh_path=args.wazuh_path,
         socket_path=args.socket or os.path.join(args.wazuh_path, SOCKET_RELATIVE),
         state_db=args.state_db or _default_state_db(args),
+        state_db_given=args.state_db is not None,
         output=args.output,
         replay=args.replay,
         retry_mode=args.retry_mode,

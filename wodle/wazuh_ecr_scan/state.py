@@ -254,6 +254,26 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.executescript(f"BEGIN;{_MIGRATIONS[step]}PRAGMA user_version={step + 1};COMMIT;")
 
 
+def throwaway_copy(path: str, directory: str) -> str:
+    """A copy of the state file `path` in `directory` (empty when there is none yet), for a run that must
+    read the state without changing what the service's runs will send (--output stdout)."""
+    copy = os.path.join(directory, os.path.basename(path))
+    if not os.path.exists(path):
+        return copy
+    try:
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            target = sqlite3.connect(copy)
+            with target:
+                source.backup(target)
+            target.close()
+        finally:
+            source.close()
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot copy state file {path}: {exc}") from exc
+    return copy
+
+
 def _k(key: GroupKey) -> tuple[str, str, str]:
     return (key.account, key.region, key.log_group)
 
