@@ -9,9 +9,12 @@ from __future__ import annotations
 import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 from conftest import ROOT, cli_env, run_cli, start_cli
 from lambda_writer import make_scan, write_scan
@@ -151,7 +154,7 @@ def test_a_stdout_run_without_state_db_does_not_consume_the_services_findings(lo
     scan = one_scan(logs)
     wazuh = tmp_path / "ossec"
     (wazuh / "wodles").mkdir(parents=True)
-    common = ["--run-once", "--service_endpoint", moto, "--wazuh_path", str(wazuh)]
+    common = ["--run-once", "--service_endpoint", moto, "--sts_endpoint", moto, "--wazuh_path", str(wazuh)]
     common += ["--only_logs_after", "2020-JAN-01", "--socket", receiver.path]
     first = run_cli(*common, "--output", "stdout")
     assert first.returncode == 0, first.stderr
@@ -162,3 +165,103 @@ def test_a_stdout_run_without_state_db_does_not_consume_the_services_findings(lo
     assert len(receiver.take().events) == scan.event_count()  # the debugging run consumed nothing
     again = run_cli(*common, "--output", "stdout")
     assert again.returncode == 0 and again.stdout == ""  # it reads the service's state
+
+
+# -- state keyed by the account the credentials resolve to ------------------------------------------------
+
+V2_SCHEMA = """
+CREATE TABLE groups (account TEXT NOT NULL, region TEXT NOT NULL, log_group TEXT NOT NULL,
+    read_until_ms INTEGER NOT NULL, PRIMARY KEY (account, region, log_group)) WITHOUT ROWID;
+CREATE TABLE streams (account TEXT NOT NULL, region TEXT NOT NULL, log_group TEXT NOT NULL,
+    log_stream TEXT NOT NULL, first_event_ms INTEGER NOT NULL, last_event_ms INTEGER NOT NULL,
+    events INTEGER NOT NULL, last_event_id TEXT NOT NULL,
+    PRIMARY KEY (account, region, log_group, log_stream)) WITHOUT ROWID;
+CREATE TABLE seen_events (account TEXT NOT NULL, region TEXT NOT NULL, log_group TEXT NOT NULL,
+    log_stream TEXT NOT NULL, event_id TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, region, log_group, log_stream, event_id)) WITHOUT ROWID;
+PRAGMA user_version=2;
+"""
+
+
+def as_version_2(state: str, v2: Path, label: str) -> None:
+    """The rows a version-2 module writes for the same reads: the same, under the block's label."""
+    db = sqlite3.connect(v2)
+    db.executescript(V2_SCHEMA)
+    db.execute("ATTACH DATABASE ? AS new", (state,))
+    db.execute("INSERT INTO groups SELECT ?, region, log_group, read_until_ms FROM new.groups", (label,))
+    db.execute(
+        "INSERT INTO streams SELECT ?, region, log_group, log_stream, first_event_ms, last_event_ms,"
+        " events, last_event_id FROM new.streams",
+        (label,),
+    )
+    db.execute(
+        "INSERT INTO seen_events SELECT ?, region, log_group, log_stream, event_id, timestamp_ms"
+        " FROM new.seen_events",
+        (label,),
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_version_2_state_file_relabelled_re_sends_nothing(logs, receiver, cli_args, short_dir):
+    first = one_scan(logs, seed=1, repo="web")
+    assert run_cli(*cli_args()).returncode == 0
+    assert len(receiver.take().events) == first.event_count()
+    v2 = short_dir / "v2.db"
+    as_version_2(state_db(cli_args), v2, label="default")  # written by the previous release
+    second = one_scan(logs, seed=2, repo="api")
+    args = cli_args("--aws_account_id", "111122223333")  # the label --check-config suggests, added
+    args[args.index("--state_db") + 1] = str(v2)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    got = receiver.take()
+    assert len(got.events) == second.event_count()  # only the new scan
+    assert {e["aws"]["ecr"]["repository"] for e in got.events} == {"api"}
+    db = sqlite3.connect(v2)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert set(db.execute("SELECT DISTINCT account FROM groups")) == {("123456789012",)}
+    args = cli_args("--aws_account_alias", "renamed")
+    args[args.index("--state_db") + 1] = str(v2)
+    assert run_cli(*args).returncode == 0
+    assert receiver.take().events == []  # relabelled again: nothing re-sent
+
+
+def test_two_blocks_of_one_account_read_each_group_once(logs, receiver, cli_args, tmp_path):
+    scans = [one_scan(logs, seed=n, repo=f"repo-{n}") for n in range(3)]
+    block = (
+        '<service type="cloudwatchlogs"><aws_account_alias>{}</aws_account_alias>'
+        "<regions>us-east-1</regions></service>"
+    )
+    conf = tmp_path / "ecr-scan.conf"
+    conf.write_text(f'<wodle name="aws-s3">{block.format("team-a")}\n{block.format("team-b")}</wodle>')
+    result = run_cli(*cli_args("--config", str(conf)))
+    assert result.returncode == 0, result.stderr
+    got = receiver.take()
+    assert len(got.keys()) == len(set(got.keys())) == sum(s.event_count() for s in scans)
+    (warning,) = {line for line in got.status if "is also read by the service at" in line}
+    assert "of account 123456789012 in region us-east-1" in warning
+
+
+# -- only_logs_after moved earlier after the first run ----------------------------------------------------
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_earlier_only_logs_after_reads_the_earlier_window_once(logs, receiver, cli_args):
+    day = 86_400_000
+    old = make_scan(random.Random(5), "web", "v0", NOW_MS - 3 * day, {"HIGH": 2})
+    recent = make_scan(random.Random(6), "web", "v1", NOW_MS - 60_000, {"CRITICAL": 1})
+    write_scan(logs, old)
+    write_scan(logs, recent)
+    assert run_cli(*cli_args("--only_logs_after", iso(NOW_MS - 2 * day))).returncode == 0
+    first = receiver.take()
+    assert {e["aws"]["ecr"]["image_tag"] for e in first.events} == {"v1"}
+    result = run_cli(*cli_args("--only_logs_after", iso(NOW_MS - 4 * day)))
+    assert result.returncode == 0, result.stderr
+    second = receiver.take()
+    assert len(second.events) == old.event_count()
+    assert {e["aws"]["ecr"]["image_tag"] for e in second.events} == {"v0"}  # the earlier window only
+    assert run_cli(*cli_args("--only_logs_after", iso(NOW_MS - 4 * day))).returncode == 0
+    assert receiver.take().events == []  # read once

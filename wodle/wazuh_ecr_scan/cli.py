@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session
+from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session, resolve_account
 from wazuh_ecr_scan.config import Settings, early_options, early_status_socket, parse_args
 from wazuh_ecr_scan.errors import (
     EXIT_AWS,
@@ -28,6 +28,7 @@ from wazuh_ecr_scan.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    AwsError,
     CredentialsError,
     FatalError,
 )
@@ -119,7 +120,7 @@ def _run(settings: Settings, clock: Callable[[], float]) -> int:
             STATUS.attach(sender)
         stop = _stop_on_signals()
         counted = _ProgressSender(sender) if PROGRESS.enabled else sender
-        pollers = [(s, Poller(s, state, counted, clock, should_stop=stop.is_set)) for s in settings.passes()]
+        pollers = _pollers(settings, state, counted, clock, stop)
         for service in settings.passes():
             if service.raw_discard_regex is not None:
                 log.warning(
@@ -166,11 +167,27 @@ def _run(settings: Settings, clock: Callable[[], float]) -> int:
         state.close()
 
 
+def _pollers(
+    settings: Settings, state: StateStore, sender: Sender, clock: Callable[[], float], stop: threading.Event
+) -> list[tuple[Settings, Poller]]:
+    """One Poller per service block; they share the pass's claims on groups (see Poller._claim)."""
+    claims: dict = {}
+    labels = [service.account for service in settings.passes()]
+    pollers = []
+    for n, service in enumerate(settings.passes()):
+        others = frozenset(labels[:n] + labels[n + 1 :])
+        poller = Poller(service, state, sender, clock, stop.is_set, claims=claims, other_labels=others)
+        pollers.append((service, poller))
+    return pollers
+
+
 def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> tuple[PassStats, int]:
     """One pass over every service block. With several blocks, one account's rejected credentials are
     logged and the other accounts are still read; with one block the CredentialsError ends the run."""
     total = PassStats()
     failures = 0
+    if pollers and pollers[0][1].claims is not None:
+        pollers[0][1].claims.clear()  # a new pass: every group may be read again
     for settings, poller in pollers:
         if poller.should_stop():
             total.interrupted = True
@@ -183,6 +200,10 @@ def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> t
             failures += 1
             total.errors += 1
             log.error("%s (account %s, %s)", exc, settings.account, settings.origin)
+            continue
+        except AwsError as exc:  # the account could not be told: the block is skipped this pass
+            total.errors += 1
+            log.error("%s (%s)", exc, settings.origin)
             continue
         total.groups.extend(stats.groups)
         total.listed += stats.listed
@@ -208,13 +229,15 @@ def make_sender(settings: Settings) -> Sender:
 
 
 def build_sources(settings: Settings, counter: CallCounter) -> list[Source]:
-    account = settings.account
     if settings.replay:
+        # A recording has no credentials to resolve: its state is kept under the block's label.
         reader = ReplayReader(settings.replay, settings.regions[0], settings.log_groups)
-        return [Source(account, _wrap(reader, settings), time_filtered=False)]
+        return [Source(settings.account, _wrap(reader, settings), time_filtered=False)]
     sources = []
+    account: str | None = None
     for region in settings.regions:
         session = make_session(settings, region, counter)
+        account = account or resolve_account(settings, session, region, counter)
         client = logs_client(settings, session, region, counter)
         sources.append(Source(account, _wrap(CloudWatchReader(client, region), settings)))
     return sources

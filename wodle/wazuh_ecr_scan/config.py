@@ -84,7 +84,8 @@ class Settings:
 
     @property
     def account(self) -> str:
-        """The label the state DB keys this account's offsets by."""
+        """This block's label, in log lines; the state DB keys a replay's offsets by it. Live reads are
+        keyed by the account the credentials resolve to (aws.resolve_account), whatever the label."""
         return self.account_label or state_label(
             self.aws_account_id, self.aws_account_alias, self.iam_role_arn, self.aws_profile
         )
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aws_log_groups", default="", help="comma-separated group names (default: discover)")
     p.add_argument("--log_group_prefix", default=DEFAULT_GROUP_PREFIX, help="prefix for discovery")
     p.add_argument("--only_logs_after", help="YYYY-MMM-DD or ISO date; start here when there is no state")
-    p.add_argument("--aws_account_id", help="account label kept in the state DB")
+    p.add_argument("--aws_account_id", help="account label (log lines; the state key of a --replay)")
     p.add_argument("--aws_profile")
     p.add_argument("--iam_role_arn")
     p.add_argument("--iam_role_duration", type=int)
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='aws-s3 wodle XML: <wodle name="aws-s3"> blocks or a whole ossec.conf (flags override it)',
     )
-    p.add_argument("--aws_account_alias", help="state DB account label when there is no --aws_account_id")
+    p.add_argument("--aws_account_alias", help="account label when there is no --aws_account_id")
     p.add_argument(
         "--check-config",
         dest="check_config",
@@ -298,8 +299,9 @@ def apply_config_file(cli: Settings, path: str, explicit: set[str]) -> Settings:
             f"configuration error at '{path}': no <service type=\"cloudwatchlogs\"> in the enabled "
             '<wodle name="aws-s3"> blocks: nothing to read'
         )
+    # Blocks whose credentials resolve to the same account may list the same groups: each group is read
+    # once per pass, by the first block that lists it (Poller._claim).
     passes = tuple(_service_settings(cli, path, service, explicit) for service in services)
-    _refuse_shared_keys(path, passes)
     module = {
         # Several blocks, one pass: the shortest interval; errors are skipped only if every block says so.
         "interval_s": cli.interval_s if "interval" in explicit else min(_interval(b) for b in enabled),
@@ -367,31 +369,6 @@ def _profile_region(profile: str | None, origin: str) -> str:
         path,
     )
     return "us-east-1"
-
-
-def _refuse_shared_keys(path: str, passes: tuple[Settings, ...]) -> None:
-    """Two blocks with the same account label, region and groups would share (and corrupt) offsets."""
-    for i, first in enumerate(passes):
-        for second in passes[i + 1 :]:
-            regions = sorted(set(first.regions) & set(second.regions))
-            if first.account == second.account and regions and _groups_overlap(first, second):
-                raise ConfigError(
-                    f"configuration error at '{path}': the services at {first.origin} and {second.origin} "
-                    f"both read region {regions[0]} as account {first.account!r}: give each its own "
-                    "<aws_account_id> or <aws_account_alias>, or disjoint <aws_log_groups>"
-                )
-
-
-def _groups_overlap(first: Settings, second: Settings) -> bool:
-    def patterns(s: Settings) -> list[tuple[bool, str]]:
-        # (is_prefix, text); no groups means discovery by --log_group_prefix
-        return [(g.endswith("*"), g.rstrip("*")) for g in s.log_groups] or [(True, s.log_group_prefix)]
-
-    for prefix_a, a in patterns(first):
-        for prefix_b, b in patterns(second):
-            if a == b or (prefix_a and b.startswith(a)) or (prefix_b and a.startswith(b)):
-                return True
-    return False
 
 
 def parse_interval(text: str) -> int:
