@@ -265,3 +265,47 @@ def test_an_earlier_only_logs_after_reads_the_earlier_window_once(logs, receiver
     assert {e["aws"]["ecr"]["image_tag"] for e in second.events} == {"v0"}  # the earlier window only
     assert run_cli(*cli_args("--only_logs_after", iso(NOW_MS - 4 * day))).returncode == 0
     assert receiver.take().events == []  # read once
+
+
+# -- messages that say what is wrong ---------------------------------------------------------------------
+
+
+def test_no_credentials_at_all_says_none_were_found_and_what_was_searched(receiver, cli_args, tmp_path):
+    env = {name: "" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"), AWS_CONFIG_FILE=str(tmp_path / "cfg")
+    )
+    result = run_env(env, *cli_args())
+    assert result.returncode == 3, result.stderr
+    (error,) = errors_in(receiver.take().status)
+    assert "no AWS credentials found: searched the environment" in error
+    assert f"{tmp_path}/credentials and {tmp_path}/cfg (user " in error
+    assert "no instance role (AWS_EC2_METADATA_DISABLED=true)" in error
+    assert "rejected" not in error
+
+
+def test_a_profile_not_found_names_the_files_searched(receiver, cli_args, tmp_path):
+    env = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "c"),
+    }
+    result = run_env(env, *cli_args("--aws_profile", "prod"))
+    assert result.returncode == 3
+    (error,) = errors_in(receiver.take().status)
+    assert f"AWS profile 'prod' not found in {tmp_path}/credentials and {tmp_path}/c (user " in error
+
+
+def test_a_pass_that_finds_no_group_is_a_warning_naming_region_and_pattern(logs, receiver, cli_args):
+    one_scan(logs)  # in us-east-1; the block reads eu-west-1
+    result = run_cli(*cli_args("--regions", "eu-west-1"))
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in receiver.take().status if "WARNING" in line]
+    assert "no log group found in region eu-west-1 matching /aws/ecr/image-scan-findings/*" in warning
+
+
+def test_a_repository_name_for_a_group_suggests_the_group(logs, receiver, cli_args):
+    one_scan(logs, repo="sample-repo")
+    result = run_cli(*cli_args("--aws_log_groups", "sample-repo"))
+    assert result.returncode == 4
+    (error,) = errors_in(receiver.take().status)
+    assert "did you mean /aws/ecr/image-scan-findings/sample-repo?" in error

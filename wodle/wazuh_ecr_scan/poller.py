@@ -27,6 +27,7 @@ from wazuh_ecr_scan.errors import CredentialsError, FatalError
 from wazuh_ecr_scan.flatten import LogEvent, flatten
 from wazuh_ecr_scan.logs import DETAIL, local_only, log
 from wazuh_ecr_scan.metrics import GroupStats, PassStats
+from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.prefetch import Prefetcher
 from wazuh_ecr_scan.reader import Reader
 from wazuh_ecr_scan.sender import Sender
@@ -104,12 +105,15 @@ class Poller:
         self._listed = 0
         self._completed = 0
         self._listed_sources: set[tuple[str, str]] = set()
+        self._found = 0
+        self._readers: dict[str, Reader] = {}
 
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
         started = self.clock()
-        self._listed = self._completed = 0
+        self._listed = self._completed = self._found = 0
         self._listed_sources = set()
+        self._readers = {s.reader.region: s.reader for s in sources}
         # The previous pass's listing time, taken before this pass finishes any group: a group that is
         # new in this pass's listing was created after it.
         self._last_pass = {
@@ -126,9 +130,22 @@ class Poller:
                 self._read_source(source, stats)
         stats.duration = self.clock() - started
         stats.listed, stats.completed = self._listed, self._completed
+        if self._found == 0 and len(self._listed_sources) == len(sources) and not self.should_stop():
+            stats.warnings += 1
+            log.warning(
+                "no log group found in region %s matching %s: nothing was read; check <regions> and"
+                " <aws_log_groups> (the findings Lambda creates %s<repository> at a repository's first scan)",
+                ", ".join(dict.fromkeys(s.reader.region for s in sources)),
+                self._pattern(),
+                DEFAULT_GROUP_PREFIX,
+            )
         unread = self._completed < self._listed or self._sources_left(sources)
         stats.interrupted = self.should_stop() and unread
         return stats
+
+    def _pattern(self) -> str:
+        names = self.settings.log_groups
+        return ", ".join(names) if names else self.settings.log_group_prefix + "*"
 
     def _sources_left(self, sources: list[Source]) -> bool:
         """Some source was not even listed: the stop came before its turn."""
@@ -155,6 +172,7 @@ class Poller:
         skipped, interrupted or never reached resumes from there, not from a later pass's start."""
         jobs, first_windows = [], []
         self._listed_sources.add((source.account, source.reader.region))
+        self._found += len(groups)
         for group in groups:
             key = GroupKey(source.account, source.reader.region, group)
             if not self._claim(key):
@@ -467,7 +485,20 @@ class Poller:
             log.warning("region %s: %s; group skipped this pass", region, describe_error(exc, group))
         else:
             stats.errors += 1
-            log.error("region %s: %s", region, describe_error(exc, group))
+            hint = self._missing_group_hint(region, group) if code == "ResourceNotFoundException" else ""
+            log.error("region %s: %s%s", region, describe_error(exc, group), hint)
+
+    def _missing_group_hint(self, region: str, group: str) -> str:
+        """`<aws_log_groups>sample-repo` names a repository, not its group: name the group if it exists."""
+        reader = self._readers.get(region)
+        if reader is None or group.startswith("/"):
+            return ""
+        candidate = DEFAULT_GROUP_PREFIX + group
+        try:
+            exists = candidate in reader.groups((), candidate)
+        except AWS_ERRORS:
+            return ""
+        return f"; did you mean {candidate}? (<aws_log_groups> takes whole group names)" if exists else ""
 
 
 def _outside(page: list[LogEvent], window: tuple[int, int], stats: GroupStats) -> list[LogEvent]:
