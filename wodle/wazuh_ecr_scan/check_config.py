@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import boto3
 
-from wazuh_ecr_scan import __version__
+from wazuh_ecr_scan import __version__, ossec_config
 from wazuh_ecr_scan.aws import (
     CallCounter,
     client_config,
@@ -114,7 +114,7 @@ def describe_service(s: Settings) -> list[str]:
     else:
         discard = "none"
     return [
-        f"account label (state DB): {s.account}",
+        f"account label: {s.account} (logs; state is kept under the account the credentials resolve to)",
         f"credentials: profile {s.aws_profile or '(default chain)'}, role {s.iam_role_arn or '-'}"
         + (f" for {s.iam_role_duration}s" if s.iam_role_duration else ""),
         f"regions: {', '.join(s.regions)}",
@@ -142,7 +142,7 @@ def check_service(s: Settings, report: Report) -> None:
             Check(
                 "warn",
                 f"aws_account_id {s.aws_account_id} is not the account of these credentials "
-                f"({identity.account}); it is only the state DB label",
+                f"({identity.account}); it is only a label: state is kept under {identity.account}",
             )
         )
     for each in s.regions:
@@ -258,6 +258,28 @@ def check_local(s: Settings, report: Report) -> None:
     if s.output == "socket":
         report.add(_check_socket(s.socket_path))
     report.add(_check_state_dir(s.state_db))
+    for check in check_stock_wodle(s):
+        report.add(check)
+
+
+def check_stock_wodle(s: Settings) -> list[Check]:
+    """Wazuh's aws-s3 wodle reading the same groups from ossec.conf forwards every message raw."""
+    paths = [os.path.join(s.wazuh_path, "etc", "ossec.conf")]
+    if s.config_file and os.path.basename(s.config_file) == "ossec.conf":
+        paths.insert(0, s.config_file)
+    checks = []
+    for path in dict.fromkeys(os.path.realpath(p) for p in paths if os.path.isfile(p)):
+        for line, groups in ossec_config.stock_wodle_ecr_groups(path):
+            checks.append(
+                Check(
+                    "warn",
+                    f"{path} line {line}: Wazuh's own aws-s3 wodle reads {groups} too and forwards every"
+                    " finding raw (duplicate alerts without the ECR fields): move that"
+                    ' <wodle name="aws-s3"> block out of ossec.conf (e.g. to etc/ecr-scan.conf)'
+                    " or disable it",
+                )
+            )
+    return checks
 
 
 def _check_socket(path: str) -> Check:
@@ -304,7 +326,8 @@ def _print_checks(checks: list[Check], out: TextIO, indent: str) -> None:
 def _verdict(report: Report, out: TextIO) -> int:
     failed = report.failed
     if not failed:
-        print("result: OK", file=out)
+        warnings = sum(1 for c in report.checks if c.status == "warn")
+        print("result: OK" + (f" with {warnings} warning(s) above" if warnings else ""), file=out)
         return EXIT_OK
     actions = sorted({c.missing.split(" on ")[0] for c in failed if c.missing})
     missing = f"; IAM actions to allow: {', '.join(actions)}" if actions else ""

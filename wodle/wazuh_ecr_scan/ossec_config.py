@@ -125,6 +125,25 @@ def aws_s3_wodles(root: etree._Element) -> Iterator[etree._Element]:
     return (e for e in root.iter("wodle") if e.get("name") == MODULE)
 
 
+def stock_wodle_ecr_groups(path: str) -> list[tuple[int, str]]:
+    """(line, groups) of each `<aws_log_groups>` naming /aws/ecr/ groups in an enabled aws-s3 block of
+    `path`, a file Wazuh's own aws-s3 wodle reads (ossec.conf): that wodle then forwards every finding
+    message raw, besides this module's events. [] when the file is unreadable. Shared by `install` and
+    `--check-config`."""
+    try:
+        root = parse_file(path, recover=True)
+    except ConfigError:
+        return []
+    found = []
+    for wodle in aws_s3_wodles(root):
+        if any((d.text or "").strip() == "yes" for d in wodle.findall("disabled")):
+            continue
+        for group in wodle.iter("aws_log_groups"):
+            if "/aws/ecr/" in (group.text or ""):
+                found.append((group.sourceline, (group.text or "").strip()))
+    return found
+
+
 def elements(parent: etree._Element) -> Iterator[etree._Element]:
     return (child for child in parent if isinstance(child.tag, str))
 
