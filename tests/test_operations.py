@@ -309,3 +309,31 @@ def test_a_repository_name_for_a_group_suggests_the_group(logs, receiver, cli_ar
     assert result.returncode == 4
     (error,) = errors_in(receiver.take().status)
     assert "did you mean /aws/ecr/image-scan-findings/sample-repo?" in error
+
+
+# -- aws-s3 command lines carry over ---------------------------------------------------------------------
+
+
+def test_the_aws_s3_wodles_short_flags_are_accepted(logs, receiver, moto, short_dir):
+    scan = one_scan(logs, repo="web")
+    group = "/aws/ecr/image-scan-findings/web"
+    # as wazuh/wazuh wodles/aws/aws_tools.py get_script_arguments() lists them
+    flags = ["-sr", "cloudwatchlogs", "-r", "us-east-1", "-g", group, "-s", "2020-JAN-01", "-n", "prod"]
+    flags += ["-se", moto, "-st", moto, "-d", "1", "-e", "-df", "aws.region", "-dr", "^eu-"]
+    local = ["--run-once", "--socket", receiver.path, "--state_db", str(short_dir / "s.db")]
+    result = run_cli(*local, *flags)
+    assert result.returncode == 0, result.stderr
+    assert len(receiver.take().events) == scan.event_count()
+    assert "DEBUG: " in result.stderr
+
+
+def test_debug_follows_wazuh_modules_debug_of_local_internal_options(logs, receiver, cli_args, tmp_path):
+    one_scan(logs)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "internal_options.conf").write_text("wazuh_modules.debug=0\n")
+    (tmp_path / "etc" / "local_internal_options.conf").write_text("# local\nwazuh_modules.debug=1\n")
+    result = run_cli(*cli_args("--wazuh_path", str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "wazuh-ecr-scan: DEBUG: " in result.stderr
+    quiet = run_cli(*cli_args("--wazuh_path", str(tmp_path), "--debug", "0"))
+    assert quiet.returncode == 0 and "DEBUG" not in quiet.stderr  # --debug wins

@@ -34,7 +34,6 @@ SOCKET_RELATIVE = os.path.join("queue", "sockets", "queue")
 DEFAULT_LATE_WINDOW_S = 20 * 60
 
 
-
 @dataclass(frozen=True)
 class Settings:
     run_once: bool = False
@@ -114,23 +113,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--run-once", dest="run_once", action="store_true", help="one pass, then exit")
     p.add_argument("--interval", default=DEFAULT_INTERVAL, help="time between passes: 30s, 5m, 1h, 1d")
-    p.add_argument("--regions", default="us-east-1", help="comma-separated regions")
-    p.add_argument("--aws_log_groups", default="", help="comma-separated group names (default: discover)")
-    p.add_argument("--log_group_prefix", default=DEFAULT_GROUP_PREFIX, help="prefix for discovery")
-    p.add_argument("--only_logs_after", help="YYYY-MMM-DD or ISO date; start here when there is no state")
-    p.add_argument("--aws_account_id", help="account label (log lines; the state key of a --replay)")
-    p.add_argument("--aws_profile")
-    p.add_argument("--iam_role_arn")
-    p.add_argument("--iam_role_duration", type=int)
-    p.add_argument("--sts_endpoint")
-    p.add_argument("--service_endpoint", help="endpoint URL of the CloudWatch Logs client")
-    p.add_argument("--remove-log-streams", dest="remove_log_streams", action="store_true")
+    p.add_argument("-r", "--regions", default="us-east-1", help="comma-separated regions")
     p.add_argument(
-        "--discard-field", dest="discard_field", help="dotted event field tested by --discard-regex"
+        "-g", "--aws_log_groups", default="", help="comma-separated group names (default: discover)"
     )
-    p.add_argument("--discard-regex", dest="discard_regex", help="drop events whose field matches this")
-    p.add_argument("--skip_on_error", action="store_true", help="exit 0 even when AWS errors skip groups")
-    p.add_argument("--debug", type=int, default=0, choices=range(4), metavar="0-3")
+    p.add_argument("--log_group_prefix", default=DEFAULT_GROUP_PREFIX, help="prefix for discovery")
+    p.add_argument(
+        "-s", "--only_logs_after", help="YYYY-MMM-DD or ISO date; start here when there is no state"
+    )
+    p.add_argument("-c", "--aws_account_id", help="account label (log lines; the state key of a --replay)")
+    p.add_argument("-p", "--aws_profile")
+    p.add_argument("-i", "--iam_role_arn")
+    p.add_argument("-rd", "--iam_role_duration", type=int)
+    p.add_argument("-st", "--sts_endpoint")
+    p.add_argument("-se", "--service_endpoint", help="endpoint URL of the CloudWatch Logs client")
+    p.add_argument("-P", "--remove-log-streams", dest="remove_log_streams", action="store_true")
+    p.add_argument(
+        "-df", "--discard-field", dest="discard_field", help="dotted event field tested by --discard-regex"
+    )
+    p.add_argument(
+        "-dr", "--discard-regex", dest="discard_regex", help="drop events whose field matches this"
+    )
+    p.add_argument(
+        "-e", "--skip_on_error", action="store_true", help="exit 0 even when AWS errors skip groups"
+    )
+    p.add_argument(
+        "-d",
+        "--debug",
+        type=int,
+        default=None,
+        choices=range(4),
+        metavar="0-3",
+        help="default: wazuh_modules.debug of <wazuh_path>/etc/local_internal_options.conf, as modulesd",
+    )
+    p.add_argument(
+        "-sr",
+        "--service",
+        choices=("cloudwatchlogs",),
+        help="as in aws-s3 command lines; only cloudwatchlogs is read",
+    )
     p.add_argument("--wazuh_path", default=DEFAULT_WAZUH_PATH)
     p.add_argument("--socket", help="analysisd socket (default <wazuh_path>/queue/sockets/queue)")
     p.add_argument("--state_db", help=f"state file (default <wazuh_path>/{STATE_DB_RELATIVE})")
@@ -145,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='aws-s3 wodle XML: <wodle name="aws-s3"> blocks or a whole ossec.conf (flags override it)',
     )
-    p.add_argument("--aws_account_alias", help="account label when there is no --aws_account_id")
+    p.add_argument("-n", "--aws_account_alias", help="account label when there is no --aws_account_id")
     p.add_argument(
         "--check-config",
         dest="check_config",
@@ -166,14 +187,44 @@ def build_parser() -> argparse.ArgumentParser:
 def early_options(argv: list[str]) -> tuple[int, str | None]:
     """--debug and --log_file alone, for logging set up before the full parse; (0, None) if unreadable."""
     parser = StrictParser(add_help=False)
-    parser.add_argument("--debug", default="0")
+    parser.add_argument("-d", "--debug")
+    parser.add_argument("-df", "-dr")  # so that "-df x" is not read as "-d f"
     parser.add_argument("--log_file")
+    parser.add_argument("--wazuh_path", default=DEFAULT_WAZUH_PATH)
     try:
         args, _ = parser.parse_known_args(argv)
     except ConfigError:
         return 0, None
+    if args.debug is None:
+        return wazuh_modules_debug(args.wazuh_path), args.log_file
     debug = int(args.debug) if args.debug in ("0", "1", "2", "3") else 0
     return debug, args.log_file
+
+
+def wazuh_modules_debug(wazuh_path: str) -> int:
+    """`wazuh_modules.debug` (0-2) of etc/local_internal_options.conf, else of etc/internal_options.conf:
+    the level wazuh-modulesd takes when started without -d (src/wazuh_modules/main.c,
+    getDefine_Int("wazuh_modules", "debug", 0, 2)) and passes on to its own wodles as --debug N
+    (src/wazuh_modules/wm_aws.c)."""
+    for name in ("local_internal_options.conf", "internal_options.conf"):
+        value = _internal_option(os.path.join(wazuh_path, "etc", name), "wazuh_modules.debug")
+        if value is not None:
+            return min(max(int(value), 0), 2) if value.isdigit() else 0
+    return 0
+
+
+def _internal_option(path: str, name: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    value = None
+    for line in lines:
+        key, sep, text = line.split("#", 1)[0].partition("=")
+        if sep and key.strip() == name:
+            value = text.strip()  # the last one counts
+    return value
 
 
 def early_status_socket(argv: list[str]) -> str | None:
@@ -240,7 +291,7 @@ def _from_args(args: argparse.Namespace) -> Settings:
         discard_field=args.discard_field,
         discard_regex=_compile(args.discard_regex) if args.discard_regex else None,
         skip_on_error=args.skip_on_error,
-        debug=args.debug,
+        debug=args.debug if args.debug is not None else wazuh_modules_debug(args.wazuh_path),
         wazuh_path=args.wazuh_path,
         socket_path=args.socket or os.path.join(args.wazuh_path, SOCKET_RELATIVE),
         state_db=args.state_db or _default_state_db(args),
