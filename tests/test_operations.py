@@ -337,3 +337,19 @@ def test_debug_follows_wazuh_modules_debug_of_local_internal_options(logs, recei
     assert "wazuh-ecr-scan: DEBUG: " in result.stderr
     quiet = run_cli(*cli_args("--wazuh_path", str(tmp_path), "--debug", "0"))
     assert quiet.returncode == 0 and "DEBUG" not in quiet.stderr  # --debug wins
+
+
+def test_sts_out_of_reach_keeps_state_under_aws_account_id_or_says_what_to_give(logs, receiver, cli_args):
+    scan = one_scan(logs)
+    unreachable = ["--sts_endpoint", "http://127.0.0.1:9", "--max_attempts", "1"]
+    result = run_cli(*cli_args(*unreachable))
+    assert result.returncode == 4, result.stderr
+    (error,) = errors_in(receiver.take().status)
+    assert "cannot tell which AWS account the credentials belong to" in error and "<sts_endpoint>" in error
+    result = run_cli(*cli_args(*unreachable, "--aws_account_id", "123456789012"))
+    assert result.returncode == 0, result.stderr
+    got = receiver.take()
+    assert len(got.events) == scan.event_count()
+    assert any("keeping state under <aws_account_id> 123456789012" in line for line in got.status)
+    assert run_cli(*cli_args()).returncode == 0  # STS back: the same key, nothing re-sent
+    assert receiver.take().events == []

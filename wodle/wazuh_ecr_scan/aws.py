@@ -14,7 +14,7 @@ from botocore.config import Config
 from wazuh_ecr_scan import __version__, ratelimit
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import AwsError, CredentialsError
-from wazuh_ecr_scan.logs import register_secret
+from wazuh_ecr_scan.logs import log, register_secret
 from wazuh_ecr_scan.values import ROLE_ARN_RE
 
 ROLE_SESSION_NAME = "wazuh-ecr-scan"
@@ -126,9 +126,18 @@ def resolve_account(settings: Settings, session: boto3.Session, region: str, cou
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             if is_credentials_error(exc):
                 raise CredentialsError(f"AWS rejected the credentials: {describe_error(exc)}") from exc
+            if settings.aws_account_id:
+                log.warning(
+                    "cannot ask AWS which account the credentials belong to (%s): keeping state under"
+                    " <aws_account_id> %s; give <sts_endpoint> if STS is reachable only through one",
+                    describe_error(exc),
+                    settings.aws_account_id,
+                )
+                return settings.aws_account_id  # not cached: the next run asks again
             raise AwsError(
                 f"cannot tell which AWS account the credentials belong to: {describe_error(exc)} "
-                "(sts:GetCallerIdentity; in a VPC without internet access give <sts_endpoint>)"
+                "(sts:GetCallerIdentity; in a VPC without internet access give <sts_endpoint>, or"
+                " <aws_account_id> to keep state under when STS cannot be reached)"
             ) from exc
     return _ACCOUNTS[access_key]
 
