@@ -196,3 +196,11 @@ def test_a_stock_aws_s3_block_reading_ecr_groups_in_ossec_conf_is_warned(logs, c
     (warning,) = [line for line in result.stdout.splitlines() if "[warn]" in line]
     assert f"{etc}/ossec.conf line 4: Wazuh's own aws-s3 wodle reads {GROUP} too" in warning
     assert result.stdout.rstrip().endswith("result: OK with 1 warning(s) above")
+
+
+def test_a_repository_name_given_for_a_group_suggests_the_group(logs, check_args):
+    logs.create_log_group(logGroupName="/aws/ecr/image-scan-findings/sample-repo")
+    result = run_cli(*check_args("--aws_log_groups", "sample-repo"))
+    assert result.returncode == 1
+    hint = "did you mean /aws/ecr/image-scan-findings/sample-repo?"
+    assert f"us-east-1: log group sample-repo does not exist; {hint}" in result.stdout

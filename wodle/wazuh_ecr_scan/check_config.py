@@ -31,6 +31,7 @@ from wazuh_ecr_scan.aws import (
 )
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import EXIT_INTERNAL, EXIT_OK, CredentialsError
+from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.poller import AWS_ERRORS
 
 DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"}
@@ -193,7 +194,8 @@ def check_region(client: Any, region: str, identity: Identity, s: Settings, repo
     wanted = [g for g in exact if g in found] or ([] if exact else found)
     for group in exact:
         if group not in found and len(found) < LISTED_GROUPS:
-            report.add(Check("FAIL", f"{region}: log group {group} does not exist"))
+            hint = _group_of_repository(client, group)
+            report.add(Check("FAIL", f"{region}: log group {group} does not exist{hint}"))
     if wanted:
         _read_one(client, region, wanted[0], identity, report)
     elif not exact:
@@ -217,6 +219,20 @@ def _list_groups(
     more = " or more" if page.get("nextToken") else ""
     report.add(Check("ok", f"{region}: logs:DescribeLogGroups: {len(groups)}{more} groups under {prefix!r}"))
     return groups
+
+
+def _group_of_repository(client: Any, name: str) -> str:
+    """`sample-repo` given for a group: name /aws/ecr/image-scan-findings/sample-repo if it exists."""
+    if name.startswith("/"):
+        return ""
+    candidate = DEFAULT_GROUP_PREFIX + name
+    try:
+        page = client.describe_log_groups(logGroupNamePrefix=candidate, limit=LISTED_GROUPS)
+    except AWS_ERRORS:
+        return ""
+    if candidate not in [g["logGroupName"] for g in page.get("logGroups", [])]:
+        return ""
+    return f"; did you mean {candidate}? (<aws_log_groups> takes whole group names)"
 
 
 def _read_one(client: Any, region: str, group: str, identity: Identity, report: Report) -> None:
