@@ -156,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", help="analysisd socket (default <wazuh_path>/queue/sockets/queue)")
     p.add_argument("--state_db", help=f"state file (default <wazuh_path>/{STATE_DB_RELATIVE})")
     p.add_argument("--output", choices=("socket", "stdout"), default="socket")
-    p.add_argument("--replay", help="read recorded events from this file instead of CloudWatch")
+    p.add_argument(
+        "--replay",
+        help="read recorded events from this file instead of CloudWatch (no AWS call: state, if "
+        "--state_db is given, is kept under the account label, not a resolved account)",
+    )
     p.add_argument("--retry_mode", choices=("adaptive", "standard", "legacy"), default="adaptive")
     p.add_argument("--max_attempts", type=int, default=8, help="attempts per AWS call (botocore retries)")
     p.add_argument("--workers", type=int, default=4, help="groups read at the same time (1-32)")
@@ -171,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-config",
         dest="check_config",
         action="store_true",
-        help="check configuration, credentials and permissions, print the resolved settings, exit 0 or 1",
+        help="check configuration, credentials and permissions, print the resolved settings; exit 0, "
+        "1 when a check failed, 2 when the configuration cannot be read",
     )
     p.add_argument("--log_file", metavar="FILE", help="also append log lines to FILE (e.g. logs/ossec.log)")
     p.add_argument(
