@@ -220,6 +220,8 @@ def test_a_version_2_state_file_relabelled_re_sends_nothing(logs, receiver, cli_
     db = sqlite3.connect(v2)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert set(db.execute("SELECT DISTINCT account FROM groups")) == {("123456789012",)}
+    # where each group's first read began: only_logs_after (2020-01-01), so a later, earlier one is honoured
+    assert set(db.execute("SELECT first_start_ms FROM groups")) == {(1577836800000,)}
     args = cli_args("--aws_account_alias", "renamed")
     args[args.index("--state_db") + 1] = str(v2)
     assert run_cli(*args).returncode == 0

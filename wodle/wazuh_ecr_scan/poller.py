@@ -233,6 +233,11 @@ class Poller:
         sent since that first start is skipped by time, later events by id as usual."""
         floor = self.settings.only_logs_after_ms
         first_start = self.state.first_start(job.key)
+        if first_start is None and floor is not None:
+            # Read before schema 3: its first start is taken to be today's only_logs_after, so that a
+            # later move earlier is honoured.
+            self.state.move_first_start(job.key, floor)
+            return job
         if floor is None or first_start is None or floor >= first_start:
             return job
         log.info(
