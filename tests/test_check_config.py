@@ -188,7 +188,7 @@ def test_a_stock_aws_s3_block_reading_ecr_groups_in_ossec_conf_is_warned(logs, c
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "ossec.conf").write_text(
-        "<ossec_config>\n  <wodle name=\"aws-s3\">\n    <service type=\"cloudwatchlogs\">\n"
+        '<ossec_config>\n  <wodle name="aws-s3">\n    <service type="cloudwatchlogs">\n'
         f"      <aws_log_groups>{GROUP}</aws_log_groups>\n    </service>\n  </wodle>\n</ossec_config>\n"
     )
     result = run_cli(*check_args("--wazuh_path", str(tmp_path)))
