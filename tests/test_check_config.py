@@ -204,3 +204,13 @@ def test_a_repository_name_given_for_a_group_suggests_the_group(logs, check_args
     assert result.returncode == 1
     hint = "did you mean /aws/ecr/image-scan-findings/sample-repo?"
     assert f"us-east-1: log group sample-repo does not exist; {hint}" in result.stdout
+
+
+def test_two_blocks_resolving_to_one_account_with_overlapping_groups_are_warned(logs, check_args, tmp_path):
+    logs.create_log_group(logGroupName=GROUP)
+    block = '<service type="cloudwatchlogs"><aws_account_alias>{}</aws_account_alias></service>'
+    path = conf(tmp_path, f'<wodle name="aws-s3">{block.format("a")}{block.format("b")}</wodle>')
+    result = run_cli(*check_args("--config", path, "--regions", "us-east-1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (warning,) = [line for line in result.stdout.splitlines() if "[warn]" in line]
+    assert "also reads account 123456789012 in us-east-1 with overlapping groups" in warning

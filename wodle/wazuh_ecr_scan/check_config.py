@@ -74,12 +74,16 @@ def run(settings: Settings, out: TextIO | None = None) -> int:
     for line in describe_module(settings):
         print(line, file=out)
     report = Report()
+    resolved: list[tuple[Settings, str]] = []
     for number, service in enumerate(settings.passes(), 1):
         print(f"service {number}: {service.origin}", file=out)
         for line in describe_service(service):
             print(f"  {line}", file=out)
         start = len(report.checks)
-        check_service(service, report)
+        account = check_service(service, report)
+        if account is not None:
+            report.checks.extend(overlaps(service, account, resolved))
+            resolved.append((service, account))
         _print_checks(report.checks[start:], out, indent="  ")
     start = len(report.checks)
     check_local(settings, report)
@@ -128,16 +132,17 @@ def describe_service(s: Settings) -> list[str]:
 # -- AWS -------------------------------------------------------------------------------------------
 
 
-def check_service(s: Settings, report: Report) -> None:
+def check_service(s: Settings, report: Report) -> str | None:
+    """The checks of one service block; the account its credentials resolve to, if they do."""
     counter = CallCounter()
     region = s.regions[0]
     session = _session(s, region, counter, report)
     if session is None:
-        return
+        return None
     sts = session.client("sts", endpoint_url=s.sts_endpoint, config=client_config(s, region))
     identity = check_identity(sts, report)
     if identity is None:
-        return
+        return None
     if s.aws_account_id and s.aws_account_id != identity.account:
         report.add(
             Check(
@@ -151,6 +156,37 @@ def check_service(s: Settings, report: Report) -> None:
     if s.remove_log_streams:
         note = "remove_log_streams needs logs:DeleteLogStream (not tested: the check deletes nothing)"
         report.add(Check("note", note))
+    return identity.account
+
+
+def overlaps(s: Settings, account: str, earlier: list[tuple[Settings, str]]) -> list[Check]:
+    """Blocks of one account listing the same groups in a Region: a pass reads each group once, by the
+    first block (its discard settings apply)."""
+    checks = []
+    for other, other_account in earlier:
+        regions = sorted(set(s.regions) & set(other.regions))
+        if other_account == account and regions and _groups_overlap(s, other):
+            checks.append(
+                Check(
+                    "warn",
+                    f"the service at {other.origin} also reads account {account} in {', '.join(regions)}"
+                    " with overlapping groups: a pass reads each group once, by that service (its"
+                    " discard settings apply); make <aws_log_groups> or <regions> disjoint",
+                )
+            )
+    return checks
+
+
+def _groups_overlap(first: Settings, second: Settings) -> bool:
+    def patterns(s: Settings) -> list[tuple[bool, str]]:
+        # (is_prefix, text); no groups means discovery by --log_group_prefix
+        return [(g.endswith("*"), g.rstrip("*")) for g in s.log_groups] or [(True, s.log_group_prefix)]
+
+    for prefix_a, a in patterns(first):
+        for prefix_b, b in patterns(second):
+            if a == b or (prefix_a and b.startswith(a)) or (prefix_b and a.startswith(b)):
+                return True
+    return False
 
 
 def _session(s: Settings, region: str, counter: CallCounter, report: Report) -> boto3.Session | None:
