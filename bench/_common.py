@@ -231,6 +231,8 @@ def live_args(endpoint: str, socket_path: str, state_db: str, *extra: str) -> li
         "--run-once",
         "--service_endpoint",
         endpoint,
+        "--sts_endpoint",
+        endpoint,
         "--socket",
         socket_path,
         "--state_db",

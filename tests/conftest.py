@@ -254,6 +254,8 @@ def cli_args(moto: str, receiver: Receiver, short_dir: Path):
             "--run-once",
             "--service_endpoint",
             endpoint or moto,
+            "--sts_endpoint",
+            moto,  # the account the dummy credentials resolve to (moto: 123456789012)
             "--socket",
             receiver.path,
             "--state_db",

@@ -43,7 +43,7 @@ def test_everything_in_place_is_ok_and_touches_nothing(logs, receiver, check_arg
     result = run_cli(*check_args())
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "account label (state DB): default" in out
+    assert "account label: default (logs; state is kept under the account the credentials resolve to)" in out
     assert "sts:GetCallerIdentity: arn:aws:sts::123456789012:user/moto (account 123456789012)" in out
     assert "us-east-1: logs:DescribeLogGroups: 1 groups under '/aws/ecr/image-scan-findings/'" in out
     assert f"us-east-1: logs:FilterLogEvents on {GROUP}: allowed" in out
@@ -180,3 +180,36 @@ def test_check_config_of_a_file_whose_blocks_are_all_disabled_checks_the_file(tm
         *["--sts_endpoint", unreachable, "--service_endpoint", unreachable, "--max_attempts", "1"],
     )
     assert "regions: eu-west-3" in result.stdout and "regions: us-east-1" not in result.stdout, result.stdout
+
+
+def test_a_stock_aws_s3_block_reading_ecr_groups_in_ossec_conf_is_warned(logs, check_args, tmp_path):
+    logs.create_log_group(logGroupName=GROUP)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "ossec.conf").write_text(
+        '<ossec_config>\n  <wodle name="aws-s3">\n    <service type="cloudwatchlogs">\n'
+        f"      <aws_log_groups>{GROUP}</aws_log_groups>\n    </service>\n  </wodle>\n</ossec_config>\n"
+    )
+    result = run_cli(*check_args("--wazuh_path", str(tmp_path)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (warning,) = [line for line in result.stdout.splitlines() if "[warn]" in line]
+    assert f"{etc}/ossec.conf line 4: Wazuh's own aws-s3 wodle reads {GROUP} too" in warning
+    assert result.stdout.rstrip().endswith("result: OK with 1 warning(s) above")
+
+
+def test_a_repository_name_given_for_a_group_suggests_the_group(logs, check_args):
+    logs.create_log_group(logGroupName="/aws/ecr/image-scan-findings/sample-repo")
+    result = run_cli(*check_args("--aws_log_groups", "sample-repo"))
+    assert result.returncode == 1
+    hint = "did you mean /aws/ecr/image-scan-findings/sample-repo?"
+    assert f"us-east-1: log group sample-repo does not exist; {hint}" in result.stdout
+
+
+def test_two_blocks_resolving_to_one_account_with_overlapping_groups_are_warned(logs, check_args, tmp_path):
+    logs.create_log_group(logGroupName=GROUP)
+    block = '<service type="cloudwatchlogs"><aws_account_alias>{}</aws_account_alias></service>'
+    path = conf(tmp_path, f'<wodle name="aws-s3">{block.format("a")}{block.format("b")}</wodle>')
+    result = run_cli(*check_args("--config", path, "--regions", "us-east-1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (warning,) = [line for line in result.stdout.splitlines() if "[warn]" in line]
+    assert "also reads account 123456789012 in us-east-1 with overlapping groups" in warning

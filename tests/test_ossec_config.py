@@ -140,9 +140,9 @@ def test_scheduling_tags_duplicates_and_empty_values_are_warnings(tmp_path, capl
         ('<wodle name="aws-s3">\n  <foo>1</foo>\n</wodle>', 2, "No such tag 'foo' at module 'aws-s3'."),
         (service_xml("<log_group>x</log_group>"), 3, "No such child tag 'log_group' of service at module"),
         (
-            '<wodle name="aws-s3">\n<disabled>maybe</disabled></wodle>',
+            '<wodle name="aws-s3">\n<disabled>noo</disabled></wodle>',
             2,
-            "Invalid content for tag 'disabled'",
+            "Invalid content for tag 'disabled' at module 'aws-s3': 'noo' is not one of: yes, no.",
         ),
         ('<wodle name="aws-s3">\n<interval>5 min</interval></wodle>', 2, "Invalid interval value"),
         (service_xml("<aws_account_id></aws_account_id>"), 3, "Empty content for tag 'aws_account_id'"),

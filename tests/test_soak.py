@@ -53,6 +53,8 @@ def test_soak_loop_mode(logs, receiver, moto, short_dir):
         "1s",
         "--service_endpoint",
         moto,
+        "--sts_endpoint",
+        moto,
         "--socket",
         receiver.path,
         "--state_db",

@@ -58,6 +58,8 @@ def test_second_instance_through_the_cli_exits_6(tmp_path):
             "stdout",
             "--state_db",
             path,
+            "--lock_wait",
+            "0",
         )
     finally:
         holder.close()
@@ -179,7 +181,7 @@ def test_a_version_1_file_is_migrated_with_its_offsets(tmp_path):
     old.executescript(V1_SCHEMA)
     old.close()
     store = StateStore(str(path))
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert store.read_until(KEY) == 5000
     assert store.seen_ids(KEY, 0) == {("s", "7")}
     indexes = store.db.execute(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import os
+import pwd
 from typing import Any
 
 import boto3
@@ -11,8 +13,9 @@ from botocore.config import Config
 
 from wazuh_ecr_scan import __version__, ratelimit
 from wazuh_ecr_scan.config import Settings
-from wazuh_ecr_scan.errors import CredentialsError
-from wazuh_ecr_scan.logs import register_secret
+from wazuh_ecr_scan.errors import AwsError, CredentialsError
+from wazuh_ecr_scan.logs import log, register_secret
+from wazuh_ecr_scan.values import ROLE_ARN_RE
 
 ROLE_SESSION_NAME = "wazuh-ecr-scan"
 CONNECT_TIMEOUT_S = 10
@@ -66,12 +69,16 @@ def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3
     try:
         session = boto3.Session(profile_name=settings.aws_profile, region_name=region)
     except botocore.exceptions.ProfileNotFound as exc:
-        raise CredentialsError(f"AWS profile {settings.aws_profile!r} not found: {exc}") from exc
+        raise CredentialsError(
+            f"AWS profile {settings.aws_profile!r} not found in {shared_files_searched()}"
+        ) from exc
+    try:
+        found = _register_credentials(session)
+    except botocore.exceptions.BotoCoreError as exc:
+        raise CredentialsError(f"AWS profile {settings.aws_profile or 'default'}: {exc}") from exc
+    if not found:
+        raise CredentialsError(no_credentials_message(settings.aws_profile))
     if not settings.iam_role_arn:
-        try:
-            _register_credentials(session)
-        except botocore.exceptions.BotoCoreError as exc:
-            raise CredentialsError(f"AWS profile {settings.aws_profile or 'default'}: {exc}") from exc
         return session
     sts = session.client("sts", endpoint_url=settings.sts_endpoint, config=client_config(settings, region))
     counter.attach(sts)
@@ -90,6 +97,80 @@ def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
         region_name=region,
+    )
+
+
+# Account of each set of credentials met in this run (by access key id): GetCallerIdentity once each.
+_ACCOUNTS: dict[str, str] = {}
+
+
+def resolve_account(settings: Settings, session: boto3.Session, region: str, counter: CallCounter) -> str:
+    """The AWS account these credentials act in: the state DB keys offsets by it, never by a label.
+
+    An assumed role acts in the account of its ARN; other credentials are asked with
+    sts:GetCallerIdentity (no permission needed), once per access key in a run."""
+    role = ROLE_ARN_RE.match(settings.iam_role_arn or "")
+    if role:
+        return role[1]
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise CredentialsError(no_credentials_message(settings.aws_profile))
+    access_key = credentials.get_frozen_credentials().access_key
+    if access_key not in _ACCOUNTS:
+        config = client_config(settings, region)
+        sts = session.client("sts", endpoint_url=settings.sts_endpoint, config=config)
+        counter.attach(sts)
+        ratelimit.shared(settings.max_rate).attach(sts)
+        try:
+            _ACCOUNTS[access_key] = sts.get_caller_identity()["Account"]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            if is_credentials_error(exc):
+                raise CredentialsError(f"AWS rejected the credentials: {describe_error(exc)}") from exc
+            if settings.aws_account_id:
+                log.warning(
+                    "cannot ask AWS which account the credentials belong to (%s): keeping state under"
+                    " <aws_account_id> %s; give <sts_endpoint> if STS is reachable only through one",
+                    describe_error(exc),
+                    settings.aws_account_id,
+                )
+                return settings.aws_account_id  # not cached: the next run asks again
+            raise AwsError(
+                f"cannot tell which AWS account the credentials belong to: {describe_error(exc)} "
+                "(sts:GetCallerIdentity; in a VPC without internet access give <sts_endpoint>, or"
+                " <aws_account_id> to keep state under when STS cannot be reached)"
+            ) from exc
+    return _ACCOUNTS[access_key]
+
+
+def shared_files_searched() -> str:
+    """The shared credentials and config files botocore reads, and whose home they are under."""
+    credentials = os.path.expanduser(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials")
+    config = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = str(os.getuid())
+    return f"{credentials} and {config} (user {user}, HOME={os.path.expanduser('~')})"
+
+
+def no_credentials_message(profile: str | None) -> str:
+    """What botocore searched, in its order, when it found nothing."""
+    if profile:
+        return f"no AWS credentials found for profile {profile!r} in {shared_files_searched()}"
+    if os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or os.environ.get(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    ):
+        container = "the container role (no answer)"
+    else:
+        container = "no container role (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI unset)"
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        instance = "no instance role (AWS_EC2_METADATA_DISABLED=true)"
+    else:
+        instance = "no instance role (the instance metadata service did not answer)"
+    return (
+        "no AWS credentials found: searched the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY unset), "
+        f"the shared files {shared_files_searched()}, {container}, {instance}; give <aws_profile>, "
+        "<iam_role_arn> with base credentials, environment variables or an instance role"
     )
 
 
@@ -125,10 +206,12 @@ def describe_error(exc: BaseException, log_group: str | None = None) -> str:
     return f"{exc.__class__.__name__}{where}: {exc}"
 
 
-def _register_credentials(session: boto3.Session) -> None:
+def _register_credentials(session: boto3.Session) -> bool:
+    """Mask the session's secrets in every log line; False when botocore found no credentials."""
     credentials = session.get_credentials()
     if credentials is None:
-        return
+        return False
     frozen = credentials.get_frozen_credentials()
     register_secret(frozen.secret_key)
     register_secret(frozen.token)
+    return True

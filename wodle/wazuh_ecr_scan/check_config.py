@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import boto3
 
-from wazuh_ecr_scan import __version__
+from wazuh_ecr_scan import __version__, ossec_config
 from wazuh_ecr_scan.aws import (
     CallCounter,
     client_config,
@@ -31,6 +31,7 @@ from wazuh_ecr_scan.aws import (
 )
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import EXIT_INTERNAL, EXIT_OK, CredentialsError
+from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.poller import AWS_ERRORS
 
 DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"}
@@ -73,12 +74,16 @@ def run(settings: Settings, out: TextIO | None = None) -> int:
     for line in describe_module(settings):
         print(line, file=out)
     report = Report()
+    resolved: list[tuple[Settings, str]] = []
     for number, service in enumerate(settings.passes(), 1):
         print(f"service {number}: {service.origin}", file=out)
         for line in describe_service(service):
             print(f"  {line}", file=out)
         start = len(report.checks)
-        check_service(service, report)
+        account = check_service(service, report)
+        if account is not None:
+            report.checks.extend(overlaps(service, account, resolved))
+            resolved.append((service, account))
         _print_checks(report.checks[start:], out, indent="  ")
     start = len(report.checks)
     check_local(settings, report)
@@ -114,7 +119,7 @@ def describe_service(s: Settings) -> list[str]:
     else:
         discard = "none"
     return [
-        f"account label (state DB): {s.account}",
+        f"account label: {s.account} (logs; state is kept under the account the credentials resolve to)",
         f"credentials: profile {s.aws_profile or '(default chain)'}, role {s.iam_role_arn or '-'}"
         + (f" for {s.iam_role_duration}s" if s.iam_role_duration else ""),
         f"regions: {', '.join(s.regions)}",
@@ -127,22 +132,23 @@ def describe_service(s: Settings) -> list[str]:
 # -- AWS -------------------------------------------------------------------------------------------
 
 
-def check_service(s: Settings, report: Report) -> None:
+def check_service(s: Settings, report: Report) -> str | None:
+    """The checks of one service block; the account its credentials resolve to, if they do."""
     counter = CallCounter()
     region = s.regions[0]
     session = _session(s, region, counter, report)
     if session is None:
-        return
+        return None
     sts = session.client("sts", endpoint_url=s.sts_endpoint, config=client_config(s, region))
     identity = check_identity(sts, report)
     if identity is None:
-        return
+        return None
     if s.aws_account_id and s.aws_account_id != identity.account:
         report.add(
             Check(
                 "warn",
                 f"aws_account_id {s.aws_account_id} is not the account of these credentials "
-                f"({identity.account}); it is only the state DB label",
+                f"({identity.account}); it is only a label: state is kept under {identity.account}",
             )
         )
     for each in s.regions:
@@ -150,6 +156,37 @@ def check_service(s: Settings, report: Report) -> None:
     if s.remove_log_streams:
         note = "remove_log_streams needs logs:DeleteLogStream (not tested: the check deletes nothing)"
         report.add(Check("note", note))
+    return identity.account
+
+
+def overlaps(s: Settings, account: str, earlier: list[tuple[Settings, str]]) -> list[Check]:
+    """Blocks of one account listing the same groups in a Region: a pass reads each group once, by the
+    first block (its discard settings apply)."""
+    checks = []
+    for other, other_account in earlier:
+        regions = sorted(set(s.regions) & set(other.regions))
+        if other_account == account and regions and _groups_overlap(s, other):
+            checks.append(
+                Check(
+                    "warn",
+                    f"the service at {other.origin} also reads account {account} in {', '.join(regions)}"
+                    " with overlapping groups: a pass reads each group once, by that service (its"
+                    " discard settings apply); make <aws_log_groups> or <regions> disjoint",
+                )
+            )
+    return checks
+
+
+def _groups_overlap(first: Settings, second: Settings) -> bool:
+    def patterns(s: Settings) -> list[tuple[bool, str]]:
+        # (is_prefix, text); no groups means discovery by --log_group_prefix
+        return [(g.endswith("*"), g.rstrip("*")) for g in s.log_groups] or [(True, s.log_group_prefix)]
+
+    for prefix_a, a in patterns(first):
+        for prefix_b, b in patterns(second):
+            if a == b or (prefix_a and b.startswith(a)) or (prefix_b and a.startswith(b)):
+                return True
+    return False
 
 
 def _session(s: Settings, region: str, counter: CallCounter, report: Report) -> boto3.Session | None:
@@ -193,7 +230,8 @@ def check_region(client: Any, region: str, identity: Identity, s: Settings, repo
     wanted = [g for g in exact if g in found] or ([] if exact else found)
     for group in exact:
         if group not in found and len(found) < LISTED_GROUPS:
-            report.add(Check("FAIL", f"{region}: log group {group} does not exist"))
+            hint = _group_of_repository(client, group)
+            report.add(Check("FAIL", f"{region}: log group {group} does not exist{hint}"))
     if wanted:
         _read_one(client, region, wanted[0], identity, report)
     elif not exact:
@@ -217,6 +255,20 @@ def _list_groups(
     more = " or more" if page.get("nextToken") else ""
     report.add(Check("ok", f"{region}: logs:DescribeLogGroups: {len(groups)}{more} groups under {prefix!r}"))
     return groups
+
+
+def _group_of_repository(client: Any, name: str) -> str:
+    """`sample-repo` given for a group: name /aws/ecr/image-scan-findings/sample-repo if it exists."""
+    if name.startswith("/"):
+        return ""
+    candidate = DEFAULT_GROUP_PREFIX + name
+    try:
+        page = client.describe_log_groups(logGroupNamePrefix=candidate, limit=LISTED_GROUPS)
+    except AWS_ERRORS:
+        return ""
+    if candidate not in [g["logGroupName"] for g in page.get("logGroups", [])]:
+        return ""
+    return f"; did you mean {candidate}? (<aws_log_groups> takes whole group names)"
 
 
 def _read_one(client: Any, region: str, group: str, identity: Identity, report: Report) -> None:
@@ -258,6 +310,28 @@ def check_local(s: Settings, report: Report) -> None:
     if s.output == "socket":
         report.add(_check_socket(s.socket_path))
     report.add(_check_state_dir(s.state_db))
+    for check in check_stock_wodle(s):
+        report.add(check)
+
+
+def check_stock_wodle(s: Settings) -> list[Check]:
+    """Wazuh's aws-s3 wodle reading the same groups from ossec.conf forwards every message raw."""
+    paths = [os.path.join(s.wazuh_path, "etc", "ossec.conf")]
+    if s.config_file and os.path.basename(s.config_file) == "ossec.conf":
+        paths.insert(0, s.config_file)
+    checks = []
+    for path in dict.fromkeys(os.path.realpath(p) for p in paths if os.path.isfile(p)):
+        for line, groups in ossec_config.stock_wodle_ecr_groups(path):
+            checks.append(
+                Check(
+                    "warn",
+                    f"{path} line {line}: Wazuh's own aws-s3 wodle reads {groups} too and forwards every"
+                    " finding raw (duplicate alerts without the ECR fields): move that"
+                    ' <wodle name="aws-s3"> block out of ossec.conf (e.g. to etc/ecr-scan.conf)'
+                    " or disable it",
+                )
+            )
+    return checks
 
 
 def _check_socket(path: str) -> Check:
@@ -304,7 +378,8 @@ def _print_checks(checks: list[Check], out: TextIO, indent: str) -> None:
 def _verdict(report: Report, out: TextIO) -> int:
     failed = report.failed
     if not failed:
-        print("result: OK", file=out)
+        warnings = sum(1 for c in report.checks if c.status == "warn")
+        print("result: OK" + (f" with {warnings} warning(s) above" if warnings else ""), file=out)
         return EXIT_OK
     actions = sorted({c.missing.split(" on ")[0] for c in failed if c.missing})
     missing = f"; IAM actions to allow: {', '.join(actions)}" if actions else ""

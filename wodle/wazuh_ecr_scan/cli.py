@@ -12,20 +12,24 @@ import logging
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from wazuh_ecr_scan import encode
-from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session
-from wazuh_ecr_scan.config import Settings, early_options, parse_args
+from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session, resolve_account
+from wazuh_ecr_scan.config import Settings, early_options, early_status_socket, parse_args
 from wazuh_ecr_scan.errors import (
     EXIT_AWS,
     EXIT_CREDENTIALS,
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    AwsError,
     CredentialsError,
     FatalError,
 )
@@ -35,8 +39,8 @@ from wazuh_ecr_scan.metrics import PassStats
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.reader import CloudWatchReader, Reader
 from wazuh_ecr_scan.replay import ReplayReader
-from wazuh_ecr_scan.sender import Sender, SocketSender, StatusHandler, StdoutSender
-from wazuh_ecr_scan.state import StateStore
+from wazuh_ecr_scan.sender import STATUS, Sender, SocketSender, StdoutSender
+from wazuh_ecr_scan.state import MEMORY, StateStore, throwaway_copy
 
 SUBCOMMANDS = ("install", "uninstall")
 
@@ -47,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         from wazuh_ecr_scan import install
 
         return install.main(argv)
+    log.addHandler(STATUS)
+    try:
+        return _main(argv)
+    finally:
+        log.removeHandler(STATUS)
+        # Every exit path: WARNING and ERROR lines logged while no run sender was open reach analysisd.
+        STATUS.deliver_pending(early_status_socket(argv))
+
+
+def _main(argv: list[str]) -> int:
     try:
         _setup_early_logging(argv)
         settings = parse_args(argv)
@@ -79,21 +93,36 @@ def _setup_early_logging(argv: list[str]) -> None:
 
 
 def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
+    if _reads_a_copy(settings):
+        with tempfile.TemporaryDirectory(prefix="wazuh-ecr-scan-") as directory:
+            log.info(
+                "--output stdout without --state_db: reading the state of %s and keeping this run's changes"
+                " in a throw-away copy, so the service still sends everything printed here; give"
+                " --state_db to commit to a state file",
+                settings.state_db,
+            )
+            return _run(replace(settings, state_db=throwaway_copy(settings.state_db, directory)), clock)
+    return _run(settings, clock)
+
+
+def _reads_a_copy(settings: Settings) -> bool:
+    return settings.output == "stdout" and not settings.state_db_given and settings.state_db != MEMORY
+
+
+def _run(settings: Settings, clock: Callable[[], float]) -> int:
     if settings.disabled:
         log.info("module disabled in %s (<disabled>yes</disabled>): nothing to read", settings.config_file)
         return EXIT_OK
     encode.use_agent_limit(encode.is_agent(settings.wazuh_path))  # agentd forwards less than analysisd reads
-    state = StateStore(settings.state_db)
+    state = StateStore(settings.state_db, settings.lock_wait_s)
     sender: Sender | None = None
-    status: StatusHandler | None = None
     try:
         sender = make_sender(settings)
         if isinstance(sender, SocketSender):
-            status = StatusHandler(sender)
-            log.addHandler(status)
+            STATUS.attach(sender)
         stop = _stop_on_signals()
         counted = _ProgressSender(sender) if PROGRESS.enabled else sender
-        pollers = [(s, Poller(s, state, counted, clock, should_stop=stop.is_set)) for s in settings.passes()]
+        pollers = _pollers(settings, state, counted, clock, stop)
         for service in settings.passes():
             if service.raw_discard_regex is not None:
                 log.warning(
@@ -113,9 +142,19 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
             stats, credential_failures = _run_pass(pollers, counter)
             calls = counter.calls - calls_before
             stats.api_calls = sum(calls.values())
+            if stats.interrupted:
+                log.warning(
+                    "pass interrupted: %d of %d groups read; the next pass reads the rest from where this"
+                    " one stopped",
+                    stats.completed,
+                    stats.listed,
+                )
             log.info("%s", stats.summary_line())
             if settings.run_once:
                 _print_summary(stats, calls)
+            if stats.interrupted:
+                return EXIT_INTERRUPTED
+            if settings.run_once:
                 if credential_failures:
                     return EXIT_CREDENTIALS
                 return EXIT_AWS if stats.errors and not settings.skip_on_error else EXIT_OK
@@ -124,11 +163,24 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
                 return EXIT_OK
     finally:
         PROGRESS.clear()
-        if status is not None:
-            log.removeHandler(status)
+        STATUS.detach()
         if sender is not None:
             sender.close()
         state.close()
+
+
+def _pollers(
+    settings: Settings, state: StateStore, sender: Sender, clock: Callable[[], float], stop: threading.Event
+) -> list[tuple[Settings, Poller]]:
+    """One Poller per service block; they share the pass's claims on groups (see Poller._claim)."""
+    claims: dict = {}
+    labels = [service.account for service in settings.passes()]
+    pollers = []
+    for n, service in enumerate(settings.passes()):
+        others = frozenset(labels[:n] + labels[n + 1 :])
+        poller = Poller(service, state, sender, clock, stop.is_set, claims=claims, other_labels=others)
+        pollers.append((service, poller))
+    return pollers
 
 
 def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> tuple[PassStats, int]:
@@ -136,8 +188,11 @@ def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> t
     logged and the other accounts are still read; with one block the CredentialsError ends the run."""
     total = PassStats()
     failures = 0
+    if pollers and pollers[0][1].claims is not None:
+        pollers[0][1].claims.clear()  # a new pass: every group may be read again
     for settings, poller in pollers:
         if poller.should_stop():
+            total.interrupted = True
             break  # a signal: no new credentials or listings for the remaining blocks
         try:
             stats = poller.run_pass(build_sources(settings, counter))
@@ -148,7 +203,14 @@ def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> t
             total.errors += 1
             log.error("%s (account %s, %s)", exc, settings.account, settings.origin)
             continue
+        except AwsError as exc:  # the account could not be told: the block is skipped this pass
+            total.errors += 1
+            log.error("%s (%s)", exc, settings.origin)
+            continue
         total.groups.extend(stats.groups)
+        total.listed += stats.listed
+        total.completed += stats.completed
+        total.interrupted = total.interrupted or stats.interrupted
         total.errors += stats.errors
         total.warnings += stats.warnings
         total.duration += stats.duration
@@ -169,13 +231,15 @@ def make_sender(settings: Settings) -> Sender:
 
 
 def build_sources(settings: Settings, counter: CallCounter) -> list[Source]:
-    account = settings.account
     if settings.replay:
+        # A recording has no credentials to resolve: its state is kept under the block's label.
         reader = ReplayReader(settings.replay, settings.regions[0], settings.log_groups)
-        return [Source(account, _wrap(reader, settings), time_filtered=False)]
+        return [Source(settings.account, _wrap(reader, settings), time_filtered=False)]
     sources = []
+    account: str | None = None
     for region in settings.regions:
         session = make_session(settings, region, counter)
+        account = account or resolve_account(settings, session, region, counter)
         client = logs_client(settings, session, region, counter)
         sources.append(Source(account, _wrap(CloudWatchReader(client, region), settings)))
     return sources

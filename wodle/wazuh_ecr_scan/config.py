@@ -4,24 +4,26 @@ any AWS call."""
 from __future__ import annotations
 
 import argparse
-import calendar
 import configparser
 import contextlib
 import os
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
-from dateutil import parser as dateparser
-
-from wazuh_ecr_scan import __version__
+from wazuh_ecr_scan import __version__, ossec_config
 from wazuh_ecr_scan.errors import ConfigError
 from wazuh_ecr_scan.logs import log
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
-
-if TYPE_CHECKING:
-    from wazuh_ecr_scan.ossec_config import ServiceBlock, WodleBlock
+from wazuh_ecr_scan.ossec_config import ServiceBlock, WodleBlock
+from wazuh_ecr_scan.values import (
+    REGION_RE,
+    ROLE_ARN_RE,
+    compile_pattern,
+    date_ms,
+    interval_seconds,
+    split_list,
+)
 
 DEFAULT_WAZUH_PATH = "/var/ossec"
 DEFAULT_INTERVAL = "5m"
@@ -30,13 +32,6 @@ SOCKET_RELATIVE = os.path.join("queue", "sockets", "queue")
 # A scan's streams keep filling for up to 900 s after the timestamp its events carry; the rest is
 # margin for CloudWatch ingestion delay and clock skew between this host and AWS.
 DEFAULT_LATE_WINDOW_S = 20 * 60
-
-_INTERVAL_RE = re.compile(r"^(\d+)([smhdw]?)$")
-_INTERVAL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-ROLE_ARN_RE = re.compile(r"^arn:[^:\n]*:iam::(\d{12}):role/.+$")
-REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
-_WAZUH_DATE_RE = re.compile(r"^\d{4}-[A-Za-z]{3}-\d{1,2}$")
-_MONTHS = {name.upper(): number for number, name in enumerate(calendar.month_abbr) if name}
 
 
 @dataclass(frozen=True)
@@ -61,6 +56,7 @@ class Settings:
     wazuh_path: str = DEFAULT_WAZUH_PATH
     socket_path: str = ""
     state_db: str = ""
+    state_db_given: bool = False  # --state_db on the command line (else the default under wazuh_path)
     output: str = "socket"
     replay: str | None = None
     retry_mode: str = "adaptive"
@@ -74,6 +70,7 @@ class Settings:
     config_file: str | None = None
     check_config: bool = False
     log_file: str | None = None
+    lock_wait_s: int = 60
     run_on_start: bool = True
     disabled: bool = False
     # --config: state-DB label of this service block (see account), where it was read, and a discard_regex
@@ -86,7 +83,8 @@ class Settings:
 
     @property
     def account(self) -> str:
-        """The label the state DB keys this account's offsets by."""
+        """This block's label, in log lines; the state DB keys a replay's offsets by it. Live reads are
+        keyed by the account the credentials resolve to (aws.resolve_account), whatever the label."""
         return self.account_label or state_label(
             self.aws_account_id, self.aws_account_alias, self.iam_role_arn, self.aws_profile
         )
@@ -108,32 +106,61 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wazuh-ecr-scan",
         description="Read Amazon ECR image-scan findings from CloudWatch Logs and send one Wazuh event "
         "per finding to analysisd.",
+        epilog="exit codes: 0 ok; 1 internal error; 2 configuration error; 3 AWS credentials; 4 AWS error "
+        "(groups skipped); 5 analysisd socket; 6 state file; 7 pass interrupted by a signal (e.g. "
+        "modulesd's <timeout>) before every group was read",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--run-once", dest="run_once", action="store_true", help="one pass, then exit")
     p.add_argument("--interval", default=DEFAULT_INTERVAL, help="time between passes: 30s, 5m, 1h, 1d")
-    p.add_argument("--regions", default="us-east-1", help="comma-separated regions")
-    p.add_argument("--aws_log_groups", default="", help="comma-separated group names (default: discover)")
-    p.add_argument("--log_group_prefix", default=DEFAULT_GROUP_PREFIX, help="prefix for discovery")
-    p.add_argument("--only_logs_after", help="YYYY-MMM-DD or ISO date; start here when there is no state")
-    p.add_argument("--aws_account_id", help="account label kept in the state DB")
-    p.add_argument("--aws_profile")
-    p.add_argument("--iam_role_arn")
-    p.add_argument("--iam_role_duration", type=int)
-    p.add_argument("--sts_endpoint")
-    p.add_argument("--service_endpoint", help="endpoint URL of the CloudWatch Logs client")
-    p.add_argument("--remove-log-streams", dest="remove_log_streams", action="store_true")
+    p.add_argument("-r", "--regions", default="us-east-1", help="comma-separated regions")
     p.add_argument(
-        "--discard-field", dest="discard_field", help="dotted event field tested by --discard-regex"
+        "-g", "--aws_log_groups", default="", help="comma-separated group names (default: discover)"
     )
-    p.add_argument("--discard-regex", dest="discard_regex", help="drop events whose field matches this")
-    p.add_argument("--skip_on_error", action="store_true", help="exit 0 even when AWS errors skip groups")
-    p.add_argument("--debug", type=int, default=0, choices=range(4), metavar="0-3")
+    p.add_argument("--log_group_prefix", default=DEFAULT_GROUP_PREFIX, help="prefix for discovery")
+    p.add_argument(
+        "-s", "--only_logs_after", help="YYYY-MMM-DD or ISO date; start here when there is no state"
+    )
+    p.add_argument("-c", "--aws_account_id", help="account label (log lines; the state key of a --replay)")
+    p.add_argument("-p", "--aws_profile")
+    p.add_argument("-i", "--iam_role_arn")
+    p.add_argument("-rd", "--iam_role_duration", type=int)
+    p.add_argument("-st", "--sts_endpoint")
+    p.add_argument("-se", "--service_endpoint", help="endpoint URL of the CloudWatch Logs client")
+    p.add_argument("-P", "--remove-log-streams", dest="remove_log_streams", action="store_true")
+    p.add_argument(
+        "-df", "--discard-field", dest="discard_field", help="dotted event field tested by --discard-regex"
+    )
+    p.add_argument(
+        "-dr", "--discard-regex", dest="discard_regex", help="drop events whose field matches this"
+    )
+    p.add_argument(
+        "-e", "--skip_on_error", action="store_true", help="exit 0 even when AWS errors skip groups"
+    )
+    p.add_argument(
+        "-d",
+        "--debug",
+        type=int,
+        default=None,
+        choices=range(4),
+        metavar="0-3",
+        help="default: wazuh_modules.debug of <wazuh_path>/etc/local_internal_options.conf, as modulesd",
+    )
+    p.add_argument(
+        "-sr",
+        "--service",
+        choices=("cloudwatchlogs",),
+        help="as in aws-s3 command lines; only cloudwatchlogs is read",
+    )
     p.add_argument("--wazuh_path", default=DEFAULT_WAZUH_PATH)
     p.add_argument("--socket", help="analysisd socket (default <wazuh_path>/queue/sockets/queue)")
     p.add_argument("--state_db", help=f"state file (default <wazuh_path>/{STATE_DB_RELATIVE})")
     p.add_argument("--output", choices=("socket", "stdout"), default="socket")
-    p.add_argument("--replay", help="read recorded events from this file instead of CloudWatch")
+    p.add_argument(
+        "--replay",
+        help="read recorded events from this file instead of CloudWatch (no AWS call: state, if "
+        "--state_db is given, is kept under the account label, not a resolved account)",
+    )
     p.add_argument("--retry_mode", choices=("adaptive", "standard", "legacy"), default="adaptive")
     p.add_argument("--max_attempts", type=int, default=8, help="attempts per AWS call (botocore retries)")
     p.add_argument("--workers", type=int, default=4, help="groups read at the same time (1-32)")
@@ -143,28 +170,83 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='aws-s3 wodle XML: <wodle name="aws-s3"> blocks or a whole ossec.conf (flags override it)',
     )
-    p.add_argument("--aws_account_alias", help="state DB account label when there is no --aws_account_id")
+    p.add_argument("-n", "--aws_account_alias", help="account label when there is no --aws_account_id")
     p.add_argument(
         "--check-config",
         dest="check_config",
         action="store_true",
-        help="check configuration, credentials and permissions, print the resolved settings, exit 0 or 1",
+        help="check configuration, credentials and permissions, print the resolved settings; exit 0, "
+        "1 when a check failed, 2 when the configuration cannot be read",
     )
     p.add_argument("--log_file", metavar="FILE", help="also append log lines to FILE (e.g. logs/ossec.log)")
+    p.add_argument(
+        "--lock_wait",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="wait this long for another instance using the same state file (default 60), then exit 6",
+    )
     return p
 
 
 def early_options(argv: list[str]) -> tuple[int, str | None]:
     """--debug and --log_file alone, for logging set up before the full parse; (0, None) if unreadable."""
     parser = StrictParser(add_help=False)
-    parser.add_argument("--debug", default="0")
+    parser.add_argument("-d", "--debug")
+    parser.add_argument("-df", "-dr")  # so that "-df x" is not read as "-d f"
     parser.add_argument("--log_file")
+    parser.add_argument("--wazuh_path", default=DEFAULT_WAZUH_PATH)
     try:
         args, _ = parser.parse_known_args(argv)
     except ConfigError:
         return 0, None
+    if args.debug is None:
+        return wazuh_modules_debug(args.wazuh_path), args.log_file
     debug = int(args.debug) if args.debug in ("0", "1", "2", "3") else 0
     return debug, args.log_file
+
+
+def wazuh_modules_debug(wazuh_path: str) -> int:
+    """`wazuh_modules.debug` (0-2) of etc/local_internal_options.conf, else of etc/internal_options.conf:
+    the level wazuh-modulesd takes when started without -d (src/wazuh_modules/main.c,
+    getDefine_Int("wazuh_modules", "debug", 0, 2)) and passes on to its own wodles as --debug N
+    (src/wazuh_modules/wm_aws.c)."""
+    for name in ("local_internal_options.conf", "internal_options.conf"):
+        value = _internal_option(os.path.join(wazuh_path, "etc", name), "wazuh_modules.debug")
+        if value is not None:
+            return min(max(int(value), 0), 2) if value.isdigit() else 0
+    return 0
+
+
+def _internal_option(path: str, name: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    value = None
+    for line in lines:
+        key, sep, text = line.split("#", 1)[0].partition("=")
+        if sep and key.strip() == name:
+            value = text.strip()  # the last one counts
+    return value
+
+
+def early_status_socket(argv: list[str]) -> str | None:
+    """Where status lines of a run that ends before (or after) its own sender go: the analysisd socket of
+    --socket or --wazuh_path; None for --output stdout and --check-config, which send nothing."""
+    parser = StrictParser(add_help=False)
+    parser.add_argument("--socket")
+    parser.add_argument("--wazuh_path", default=DEFAULT_WAZUH_PATH)
+    parser.add_argument("--output", default="socket")
+    parser.add_argument("--check-config", dest="check_config", action="store_true")
+    try:
+        args, _ = parser.parse_known_args(argv)
+    except ConfigError:
+        return None
+    if args.output != "socket" or args.check_config:
+        return None
+    return args.socket or os.path.join(args.wazuh_path, SOCKET_RELATIVE)
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -190,6 +272,8 @@ def _from_args(args: argparse.Namespace) -> Settings:
         raise ConfigError("--max_attempts must be at least 1")
     if not 1 <= args.workers <= 32:
         raise ConfigError("--workers must be between 1 and 32")
+    if not 0 <= args.lock_wait <= 3600:
+        raise ConfigError("--lock_wait must be between 0 and 3600 seconds")
     if not 0 < args.max_rate <= 100:
         raise ConfigError("--max_rate must be above 0 and at most 100 requests per second")
     groups = split_list(args.aws_log_groups)
@@ -212,10 +296,11 @@ def _from_args(args: argparse.Namespace) -> Settings:
         discard_field=args.discard_field,
         discard_regex=_compile(args.discard_regex) if args.discard_regex else None,
         skip_on_error=args.skip_on_error,
-        debug=args.debug,
+        debug=args.debug if args.debug is not None else wazuh_modules_debug(args.wazuh_path),
         wazuh_path=args.wazuh_path,
         socket_path=args.socket or os.path.join(args.wazuh_path, SOCKET_RELATIVE),
         state_db=args.state_db or _default_state_db(args),
+        state_db_given=args.state_db is not None,
         output=args.output,
         replay=args.replay,
         retry_mode=args.retry_mode,
@@ -226,6 +311,7 @@ def _from_args(args: argparse.Namespace) -> Settings:
         config_file=args.config,
         check_config=args.check_config,
         log_file=args.log_file,
+        lock_wait_s=args.lock_wait,
     )
 
 
@@ -257,8 +343,6 @@ _SERVICE_FLAGS = {
 
 def apply_config_file(cli: Settings, path: str, explicit: set[str]) -> Settings:
     """Settings from the aws-s3 blocks of `path`; flags given on the command line win."""
-    from wazuh_ecr_scan import ossec_config  # config.py is imported by ossec_config
-
     config = ossec_config.load(path)
     enabled = [block for block in config.blocks if not block.disabled]
     if not enabled:  # nothing runs; --check-config still checks the file's services, not the defaults
@@ -271,8 +355,9 @@ def apply_config_file(cli: Settings, path: str, explicit: set[str]) -> Settings:
             f"configuration error at '{path}': no <service type=\"cloudwatchlogs\"> in the enabled "
             '<wodle name="aws-s3"> blocks: nothing to read'
         )
+    # Blocks whose credentials resolve to the same account may list the same groups: each group is read
+    # once per pass, by the first block that lists it (Poller._claim).
     passes = tuple(_service_settings(cli, path, service, explicit) for service in services)
-    _refuse_shared_keys(path, passes)
     module = {
         # Several blocks, one pass: the shortest interval; errors are skipped only if every block says so.
         "interval_s": cli.interval_s if "interval" in explicit else min(_interval(b) for b in enabled),
@@ -342,31 +427,6 @@ def _profile_region(profile: str | None, origin: str) -> str:
     return "us-east-1"
 
 
-def _refuse_shared_keys(path: str, passes: tuple[Settings, ...]) -> None:
-    """Two blocks with the same account label, region and groups would share (and corrupt) offsets."""
-    for i, first in enumerate(passes):
-        for second in passes[i + 1 :]:
-            regions = sorted(set(first.regions) & set(second.regions))
-            if first.account == second.account and regions and _groups_overlap(first, second):
-                raise ConfigError(
-                    f"configuration error at '{path}': the services at {first.origin} and {second.origin} "
-                    f"both read region {regions[0]} as account {first.account!r}: give each its own "
-                    "<aws_account_id> or <aws_account_alias>, or disjoint <aws_log_groups>"
-                )
-
-
-def _groups_overlap(first: Settings, second: Settings) -> bool:
-    def patterns(s: Settings) -> list[tuple[bool, str]]:
-        # (is_prefix, text); no groups means discovery by --log_group_prefix
-        return [(g.endswith("*"), g.rstrip("*")) for g in s.log_groups] or [(True, s.log_group_prefix)]
-
-    for prefix_a, a in patterns(first):
-        for prefix_b, b in patterns(second):
-            if a == b or (prefix_a and b.startswith(a)) or (prefix_b and a.startswith(b)):
-                return True
-    return False
-
-
 def parse_interval(text: str) -> int:
     """Wazuh time syntax: a number of seconds, or a number followed by s, m, h, d or w."""
     try:
@@ -375,34 +435,12 @@ def parse_interval(text: str) -> int:
         raise ConfigError(f"--interval: {exc}") from exc
 
 
-def interval_seconds(text: str) -> int:
-    match = _INTERVAL_RE.match(text.strip())
-    if not match or int(match[1]) == 0:
-        raise ValueError(f"{text!r} is not a positive interval like 30s, 5m, 1h, 1d")
-    return int(match[1]) * _INTERVAL_UNITS[match[2]]
-
-
 def parse_date_ms(text: str) -> int:
     """Wazuh's YYYY-MMM-DD (2024-JAN-01) or an ISO 8601 date/time; naive means UTC."""
     try:
         return date_ms(text)
     except ValueError as exc:
         raise ConfigError(f"--only_logs_after: {exc}") from exc
-
-
-def date_ms(text: str) -> int:
-    text = text.strip()
-    try:
-        if _WAZUH_DATE_RE.match(text):
-            year, month, day = text.split("-")
-            moment = datetime(int(year), _MONTHS[month.upper()], int(day), tzinfo=timezone.utc)
-        else:
-            moment = dateparser.isoparse(text)
-    except (KeyError, ValueError, OverflowError) as exc:
-        raise ValueError(f"{text!r} is not a date like 2024-JAN-01 or 2024-01-01") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
 
 
 def start_of_today_ms(now_s: float) -> int:
@@ -421,19 +459,8 @@ def _default_state_db(args: argparse.Namespace) -> str:
     return os.path.join(args.wazuh_path, STATE_DB_RELATIVE)
 
 
-def split_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def _compile(pattern: str) -> re.Pattern[str]:
     try:
         return compile_pattern(pattern)
     except ValueError as exc:
         raise ConfigError(f"--discard-regex: {exc}") from exc
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc

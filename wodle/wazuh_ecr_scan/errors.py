@@ -9,6 +9,7 @@ EXIT_CREDENTIALS = 3
 EXIT_AWS = 4
 EXIT_ANALYSISD = 5
 EXIT_STATE = 6
+EXIT_INTERRUPTED = 7  # a stop signal (modulesd's <timeout>) ended a pass before every group was read
 
 
 class FatalError(Exception):

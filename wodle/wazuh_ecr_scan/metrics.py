@@ -35,6 +35,9 @@ class PassStats:
     duration: float = 0.0
     errors: int = 0
     warnings: int = 0
+    listed: int = 0  # groups listed for reading in this pass
+    completed: int = 0  # groups read to the end (their window moved)
+    interrupted: bool = False  # a stop signal ended the pass before every listed group was read
 
     def total(self, name: str) -> int:
         return sum(getattr(g, name) for g in self.groups)

@@ -15,21 +15,21 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from wazuh_ecr_scan.config import (
+from wazuh_ecr_scan.errors import ConfigError
+from wazuh_ecr_scan.logs import log
+from wazuh_ecr_scan.values import (
     REGION_RE,
     ROLE_ARN_RE,
     compile_pattern,
     date_ms,
     interval_seconds,
     split_list,
+    yes_no,
 )
-from wazuh_ecr_scan.errors import ConfigError
-from wazuh_ecr_scan.logs import log
 
 MODULE = "aws-s3"
 CLOUDWATCHLOGS = "cloudwatchlogs"
 SERVICE_TYPES = ("inspector", CLOUDWATCHLOGS)
-YES_NO = {"yes": True, "no": False}
 MONTH_S = 30 * 86400
 # Wazuh's scheduling tags (wm_scheduling.c); this module's passes follow <interval> only.
 SCHEDULING_TAGS = ("day", "wday", "time")
@@ -123,6 +123,25 @@ def parse_file(path: str, recover: bool = False) -> etree._Element:
 
 def aws_s3_wodles(root: etree._Element) -> Iterator[etree._Element]:
     return (e for e in root.iter("wodle") if e.get("name") == MODULE)
+
+
+def stock_wodle_ecr_groups(path: str) -> list[tuple[int, str]]:
+    """(line, groups) of each `<aws_log_groups>` naming /aws/ecr/ groups in an enabled aws-s3 block of
+    `path`, a file Wazuh's own aws-s3 wodle reads (ossec.conf): that wodle then forwards every finding
+    message raw, besides this module's events. [] when the file is unreadable. Shared by `install` and
+    `--check-config`."""
+    try:
+        root = parse_file(path, recover=True)
+    except ConfigError:
+        return []
+    found = []
+    for wodle in aws_s3_wodles(root):
+        if any((d.text or "").strip() == "yes" for d in wodle.findall("disabled")):
+            continue
+        for group in wodle.iter("aws_log_groups"):
+            if "/aws/ecr/" in (group.text or ""):
+                found.append((group.sourceline, (group.text or "").strip()))
+    return found
 
 
 def elements(parent: etree._Element) -> Iterator[etree._Element]:
@@ -253,10 +272,10 @@ class _Reader:
         return (element.text or "").strip()
 
     def yes_no(self, element: etree._Element) -> bool:
-        value = self.text(element)
-        if value not in YES_NO:
-            raise self.error(element, f"Invalid content for tag '{element.tag}' at module '{MODULE}'.")
-        return YES_NO[value]
+        try:
+            return yes_no(self.text(element))
+        except ValueError as exc:
+            raise self.invalid(element, str(exc)) from exc
 
     def interval(self, element: etree._Element) -> int:
         value = self.text(element)

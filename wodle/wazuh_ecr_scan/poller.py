@@ -16,17 +16,18 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import botocore.exceptions
 
-from wazuh_ecr_scan.aws import describe_error, error_code, is_credentials_error
+from wazuh_ecr_scan.aws import describe_error, error_code, is_credentials_error, no_credentials_message
 from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.encode import encode_event
 from wazuh_ecr_scan.errors import CredentialsError, FatalError
 from wazuh_ecr_scan.flatten import LogEvent, flatten
 from wazuh_ecr_scan.logs import DETAIL, local_only, log
 from wazuh_ecr_scan.metrics import GroupStats, PassStats
+from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.prefetch import Prefetcher
 from wazuh_ecr_scan.reader import Reader
 from wazuh_ecr_scan.sender import Sender
@@ -66,6 +67,8 @@ class _GroupJob:
     key: GroupKey
     now_ms: int
     start_ms: int
+    # An only_logs_after moved earlier than the group's first read: events in [from, until) were sent.
+    sent_window: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,20 +85,35 @@ class Poller:
         sender: Sender,
         clock: Callable[[], float] = time.time,
         should_stop: Callable[[], bool] = lambda: False,
+        claims: dict[GroupKey, str] | None = None,
+        other_labels: frozenset[str] = frozenset(),
     ) -> None:
         self.settings = settings
         self.state = state
         self.sender = sender
         self.clock = clock
         self.should_stop = should_stop
+        # Groups taken by a service block in this pass (shared by every block's Poller, emptied per pass):
+        # two blocks whose credentials resolve to the same account never both read a group.
+        self.claims = claims
+        self.other_labels = other_labels
+        self._overlaps_reported: set[str] = set()
         self.late_ms = settings.late_window_s * 1000
         self._detail = log.isEnabledFor(DETAIL)
         self._skew_reported = False
         self._last_pass: dict[tuple[str, str], int | None] = {}
+        self._listed = 0
+        self._completed = 0
+        self._listed_sources: set[tuple[str, str]] = set()
+        self._found = 0
+        self._readers: dict[str, Reader] = {}
 
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
         started = self.clock()
+        self._listed = self._completed = self._found = 0
+        self._listed_sources = set()
+        self._readers = {s.reader.region: s.reader for s in sources}
         # The previous pass's listing time, taken before this pass finishes any group: a group that is
         # new in this pass's listing was created after it.
         self._last_pass = {
@@ -111,7 +129,27 @@ class Poller:
                     break
                 self._read_source(source, stats)
         stats.duration = self.clock() - started
+        stats.listed, stats.completed = self._listed, self._completed
+        if self._found == 0 and len(self._listed_sources) == len(sources) and not self.should_stop():
+            stats.warnings += 1
+            log.warning(
+                "no log group found in region %s matching %s: nothing was read; check <regions> and"
+                " <aws_log_groups> (the findings Lambda creates %s<repository> at a repository's first scan)",
+                ", ".join(dict.fromkeys(s.reader.region for s in sources)),
+                self._pattern(),
+                DEFAULT_GROUP_PREFIX,
+            )
+        unread = self._completed < self._listed or self._sources_left(sources)
+        stats.interrupted = self.should_stop() and unread
         return stats
+
+    def _pattern(self) -> str:
+        names = self.settings.log_groups
+        return ", ".join(names) if names else self.settings.log_group_prefix + "*"
+
+    def _sources_left(self, sources: list[Source]) -> bool:
+        """Some source was not even listed: the stop came before its turn."""
+        return len(self._listed_sources) < len(sources)
 
     def _read_source(self, source: Source, stats: PassStats) -> None:
         region = source.reader.region
@@ -133,16 +171,83 @@ class Poller:
         group listed for the first time keeps its first start in the state at once, so a read that is
         skipped, interrupted or never reached resumes from there, not from a later pass's start."""
         jobs, first_windows = [], []
+        self._listed_sources.add((source.account, source.reader.region))
+        self._found += len(groups)
         for group in groups:
             key = GroupKey(source.account, source.reader.region, group)
+            if not self._claim(key):
+                continue
+            self._listed += 1
             read_until = self.state.read_until(key) if source.time_filtered else None
+            if source.time_filtered and read_until is None and self._adopt_legacy(key):
+                read_until = self.state.read_until(key)
             start_ms = self._start_ms(key, source, read_until, listed_ms)
-            jobs.append(_GroupJob(source, key, listed_ms, start_ms))
+            job = _GroupJob(source, key, listed_ms, start_ms)
             if source.time_filtered and read_until is None:
-                first_windows.append((key, start_ms + self.late_ms))
+                first_windows.append((key, start_ms + self.late_ms, start_ms))
+            elif source.time_filtered:
+                job = self._read_back(job)
+            jobs.append(job)
         if first_windows:
             self.state.claim_groups(first_windows)
         return jobs
+
+    def _claim(self, key: GroupKey) -> bool:
+        """True when this block reads the group in this pass: no other block resolving to the same
+        account and region took it first."""
+        if self.claims is None:
+            return True
+        owner = self.claims.setdefault(key, self.settings.origin)
+        if owner == self.settings.origin:
+            return True
+        if owner not in self._overlaps_reported:  # once per run and pair of blocks
+            self._overlaps_reported.add(owner)
+            log.warning(
+                "service at %s: group %s of account %s in region %s (and any other group both list) is also"
+                " read by the service at %s: each is read once, by that service (with its settings);"
+                " remove the overlap (disjoint <aws_log_groups> or <regions>)",
+                self.settings.origin,
+                key.log_group,
+                key.account,
+                key.region,
+                owner,
+            )
+        return False
+
+    def _adopt_legacy(self, key: GroupKey) -> bool:
+        label = self.state.adopt_legacy(key, self.settings.account, self.other_labels)
+        if label is None:
+            return False
+        log.info(
+            "group %s (region %s): state kept under label %r now kept under account %s, the account the"
+            " credentials resolve to",
+            key.log_group,
+            key.region,
+            label,
+            key.account,
+        )
+        return True
+
+    def _read_back(self, job: _GroupJob) -> _GroupJob:
+        """only_logs_after earlier than where the group's first read began: read from there once; what was
+        sent since that first start is skipped by time, later events by id as usual."""
+        floor = self.settings.only_logs_after_ms
+        first_start = self.state.first_start(job.key)
+        if first_start is None and floor is not None:
+            # Read before schema 3: its first start is taken to be today's only_logs_after, so that a
+            # later move earlier is honoured.
+            self.state.move_first_start(job.key, floor)
+            return job
+        if floor is None or first_start is None or floor >= first_start:
+            return job
+        log.info(
+            "group %s: only_logs_after is earlier than its first read (%d ms): reading from %d ms once;"
+            " nothing already sent is sent again",
+            job.key.log_group,
+            first_start,
+            floor,
+        )
+        return replace(job, start_ms=floor, sent_window=(first_start, job.start_ms))
 
     def _list_groups(self, source: Source) -> list[str]:
         groups = source.reader.groups(self.settings.log_groups, self.settings.log_group_prefix)
@@ -217,10 +322,15 @@ class Poller:
         )
         for page in pages:
             stats.pages += 1
+            if job.sent_window is not None:
+                page = _outside(page, job.sent_window, stats)
             self._deliver_page(job.key, page, seen, stats)
             if self.should_stop():
                 return  # what was delivered is committed; the group's window stays where it was
         self._finish_group(job.source, job.key, job.now_ms)
+        if job.sent_window is not None:
+            self.state.move_first_start(job.key, job.start_ms)
+        self._completed += 1
 
     def _finish_group(self, source: Source, key: GroupKey, now_ms: int) -> None:
         if not source.time_filtered:
@@ -354,8 +464,9 @@ class Poller:
             self.state.forget_stream(key, stream)
             log.debug("group %s: removed log stream %s", key.log_group, stream)
 
-    @staticmethod
-    def _raise_if_credentials(exc: BaseException, region: str) -> None:
+    def _raise_if_credentials(self, exc: BaseException, region: str) -> None:
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            raise CredentialsError(f"region {region}: {no_credentials_message(self.settings.aws_profile)}")
         if is_credentials_error(exc):
             raise CredentialsError(
                 f"region {region}: AWS rejected the credentials: {describe_error(exc)}"
@@ -379,7 +490,26 @@ class Poller:
             log.warning("region %s: %s; group skipped this pass", region, describe_error(exc, group))
         else:
             stats.errors += 1
-            log.error("region %s: %s", region, describe_error(exc, group))
+            hint = self._missing_group_hint(region, group) if code == "ResourceNotFoundException" else ""
+            log.error("region %s: %s%s", region, describe_error(exc, group), hint)
+
+    def _missing_group_hint(self, region: str, group: str) -> str:
+        """`<aws_log_groups>sample-repo` names a repository, not its group: name the group if it exists."""
+        reader = self._readers.get(region)
+        if reader is None or group.startswith("/"):
+            return ""
+        candidate = DEFAULT_GROUP_PREFIX + group
+        try:
+            exists = candidate in reader.groups((), candidate)
+        except AWS_ERRORS:
+            return ""
+        return f"; did you mean {candidate}? (<aws_log_groups> takes whole group names)" if exists else ""
+
+
+def _outside(page: list[LogEvent], window: tuple[int, int], stats: GroupStats) -> list[LogEvent]:
+    kept = [event for event in page if not window[0] <= event.timestamp < window[1]]
+    stats.already_sent += len(page) - len(kept)
+    return kept
 
 
 _MISSING = object()

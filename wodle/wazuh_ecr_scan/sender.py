@@ -131,17 +131,61 @@ def status_line(level: str, message: str) -> str:
     return f"{NAME}: {level}: {message}"
 
 
-class StatusHandler(logging.Handler):
-    """Sends INFO and above as `wazuh-ecr-scan: LEVEL: message` status lines to analysisd."""
+MAX_PENDING_STATUS = 50
 
-    def __init__(self, sender: Sender) -> None:
+
+class StatusRelay(logging.Handler):
+    """The one way log lines become `wazuh-ecr-scan: LEVEL: message` status lines in analysisd.
+
+    While a run's socket sender is attached, INFO and above go out as they are logged. Before it exists
+    (a configuration or --log_file error) and after it is closed (a state lock, credentials or internal
+    error on the way out), WARNING and ERROR lines wait here; `deliver_pending` sends them through a socket
+    of their own when the run ends, whatever its exit path.
+    """
+
+    def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.sender = sender
+        self.sender: Sender | None = None
+        self.pending: list[str] = []
         self.addFilter(SECRET_MASK)
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, "local_only", False):
             return
+        if self.sender is None:
+            if record.levelno >= logging.WARNING and len(self.pending) < MAX_PENDING_STATUS:
+                self.pending.append(status_line(record.levelname, record.getMessage()))
+            return
         # A failure here is reported by whoever sends the next event.
         with contextlib.suppress(AnalysisdUnavailable):
             self.sender.send_status(status_line(record.levelname, record.getMessage()))
+
+    def attach(self, sender: Sender) -> None:
+        self.sender = sender
+        pending, self.pending = self.pending, []
+        for line in pending:
+            with contextlib.suppress(AnalysisdUnavailable):
+                sender.send_status(line)
+
+    def detach(self) -> None:
+        self.sender = None
+
+    def deliver_pending(self, socket_path: str | None) -> None:
+        """Send the lines still waiting, if the socket is reachable; they are in the log file anyway."""
+        pending, self.pending = self.pending, []
+        if not pending or not socket_path:
+            return
+        try:
+            sender = SocketSender(socket_path)
+        except AnalysisdUnavailable:
+            return
+        try:
+            for line in pending:
+                sender.send_status(line)
+        except AnalysisdUnavailable:
+            pass
+        finally:
+            sender.close()
+
+
+STATUS = StatusRelay()

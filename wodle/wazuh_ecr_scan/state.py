@@ -13,14 +13,18 @@ import fcntl
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wazuh_ecr_scan.errors import StateError
 from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.logs import log
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MEMORY = ":memory:"
+DEFAULT_LOCK_WAIT_S = 60
+_LOCK_POLL_S = 0.2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -57,7 +61,25 @@ _MIGRATIONS = {
     # Version 1 had an index on (group, timestamp): every query already narrows to one group by the
     # primary key and a live group keeps only its late window, so it cost a B-tree insert per event.
     1: "DROP INDEX IF EXISTS seen_events_by_time;",
+    # Version 3 keys live state by the AWS account the credentials resolve to, not by the editable label
+    # (<aws_account_id>, alias, role or profile name) of version 2. Those rows stay as they are, listed in
+    # legacy_groups; the first pass that reads such a group moves its rows to the resolved account
+    # (adopt_legacy), so an upgrade re-sends nothing. first_start_ms: where a group's first read began,
+    # so an earlier only_logs_after is read once, for the earlier window only (NULL: not known).
+    2: """
+CREATE TABLE IF NOT EXISTS legacy_groups (
+    label TEXT NOT NULL,
+    region TEXT NOT NULL,
+    log_group TEXT NOT NULL,
+    PRIMARY KEY (label, region, log_group)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO legacy_groups SELECT account, region, log_group FROM groups;
+INSERT OR IGNORE INTO legacy_groups SELECT DISTINCT account, region, log_group FROM streams;
+INSERT OR IGNORE INTO legacy_groups SELECT DISTINCT account, region, log_group FROM seen_events;
+ALTER TABLE groups ADD COLUMN first_start_ms INTEGER;
+""",
 }
+_KEYED_TABLES = ("groups", "streams", "seen_events")
 
 _RECOVERY = "move it aside and rerun: the module then starts again from --only_logs_after"
 
@@ -70,12 +92,12 @@ class GroupKey:
 
 
 class StateStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lock_wait_s: float = 0) -> None:
         self.path = path
         self._lock_fd: int | None = None
         if path != MEMORY:
             _create_private(path)
-            self._lock_fd = _lock(path + ".lock")
+            self._lock_fd = _lock(path + ".lock", lock_wait_s)
         self.db = self._connect()
 
     # -- reading -------------------------------------------------------------------------------
@@ -83,6 +105,13 @@ class StateStore:
     def read_until(self, key: GroupKey) -> int | None:
         rows = self._query(
             "SELECT read_until_ms FROM groups WHERE account=? AND region=? AND log_group=?", _k(key)
+        )
+        return rows[0][0] if rows else None
+
+    def first_start(self, key: GroupKey) -> int | None:
+        """Where the group's first read began (None: unknown, for groups read before schema 3)."""
+        rows = self._query(
+            "SELECT first_start_ms FROM groups WHERE account=? AND region=? AND log_group=?", _k(key)
         )
         return rows[0][0] if rows else None
 
@@ -153,7 +182,8 @@ class StateStore:
         every later pass's window in the future."""
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO groups VALUES (?,?,?,?) ON CONFLICT (account, region, log_group)"
+                "INSERT INTO groups (account, region, log_group, read_until_ms) VALUES (?,?,?,?)"
+                " ON CONFLICT (account, region, log_group)"
                 " DO UPDATE SET read_until_ms = excluded.read_until_ms",
                 (*_k(key), read_until_ms),
             )
@@ -167,14 +197,58 @@ class StateStore:
                     (*_k(key), forget_before_ms),
                 )
 
-    def claim_groups(self, windows: Iterable[tuple[GroupKey, int]]) -> None:
-        """Groups seen for the first time: keep the `read_until_ms` their first start comes from, until
-        their first complete pass replaces it. Groups that already have a row keep it."""
+    def claim_groups(self, windows: Iterable[tuple[GroupKey, int, int]]) -> None:
+        """Groups seen for the first time: keep (key, read_until_ms, first_start_ms), the window their first
+        start comes from, until their first complete pass replaces it. Groups that have a row keep it."""
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO groups VALUES (?,?,?,?)",
-                [(*_k(key), read_until_ms) for key, read_until_ms in windows],
+                "INSERT OR IGNORE INTO groups (account, region, log_group, read_until_ms, first_start_ms)"
+                " VALUES (?,?,?,?,?)",
+                [(*_k(key), read_until_ms, first_start_ms) for key, read_until_ms, first_start_ms in windows],
             )
+
+    def move_first_start(self, key: GroupKey, first_start_ms: int) -> None:
+        """The group was read back to `first_start_ms` (an earlier only_logs_after)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE groups SET first_start_ms=? WHERE account=? AND region=? AND log_group=?",
+                (first_start_ms, *_k(key)),
+            )
+
+    def adopt_legacy(self, key: GroupKey, label: str, other_labels: frozenset[str]) -> str | None:
+        """Move the state a version-2 file kept for this region and group under a label to the resolved
+        account of `key`; the label it was under, or None when there is nothing (or nothing certain).
+
+        The label taken: this service's own label, the account itself, or else the only label that holds
+        the group when no other service of this run goes by it (the label was edited, e.g. an
+        <aws_account_id> added: the data is the same)."""
+        rows = self._query(
+            "SELECT label FROM legacy_groups WHERE region=? AND log_group=?", (key.region, key.log_group)
+        )
+        labels = {row[0] for row in rows}
+        if not labels:
+            return None
+        for candidate in (label, key.account):
+            if candidate in labels:
+                chosen = candidate
+                break
+        else:
+            if len(labels) != 1 or labels & other_labels:
+                return None
+            (chosen,) = labels
+        with self._transaction() as db:
+            for table in _KEYED_TABLES:
+                where = "account=? AND region=? AND log_group=?"
+                db.execute(
+                    f"UPDATE OR IGNORE {table} SET account=? WHERE {where}",
+                    (key.account, chosen, key.region, key.log_group),
+                )
+                db.execute(f"DELETE FROM {table} WHERE {where}", (chosen, key.region, key.log_group))
+            db.execute(
+                "DELETE FROM legacy_groups WHERE label=? AND region=? AND log_group=?",
+                (chosen, key.region, key.log_group),
+            )
+        return chosen
 
     def forget_stream(self, key: GroupKey, log_stream: str) -> None:
         with self._transaction() as db:
@@ -250,6 +324,26 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.executescript(f"BEGIN;{_MIGRATIONS[step]}PRAGMA user_version={step + 1};COMMIT;")
 
 
+def throwaway_copy(path: str, directory: str) -> str:
+    """A copy of the state file `path` in `directory` (empty when there is none yet), for a run that must
+    read the state without changing what the service's runs will send (--output stdout)."""
+    copy = os.path.join(directory, os.path.basename(path))
+    if not os.path.exists(path):
+        return copy
+    try:
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            target = sqlite3.connect(copy)
+            with target:
+                source.backup(target)
+            target.close()
+        finally:
+            source.close()
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot copy state file {path}: {exc}") from exc
+    return copy
+
+
 def _k(key: GroupKey) -> tuple[str, str, str]:
     return (key.account, key.region, key.log_group)
 
@@ -271,20 +365,48 @@ def _create_private(path: str) -> None:
         os.close(fd)
 
 
-def _lock(path: str) -> int:
+def _lock(path: str, wait_s: float) -> int:
+    """The state file's exclusive lock; another instance holding it is waited for, up to `wait_s`."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise StateError(f"cannot create lock file {path}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise StateError(
-            f"state file {path[: -len('.lock')]} is in use by another wazuh-ecr-scan (pid {holder}); "
-            "only one instance may use a state file"
-        ) from None
+    state_file = path[: -len(".lock")]
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while not _try_lock(fd):
+        if not waiting:
+            waiting = True
+            log.info(
+                "state file %s is in use by another wazuh-ecr-scan (pid %s): waiting up to %ds for it"
+                " (--lock_wait)",
+                state_file,
+                _holder(fd),
+                wait_s,
+            )
+        if time.monotonic() >= deadline:
+            holder = _holder(fd)
+            os.close(fd)
+            raise StateError(
+                f"state file {state_file} is still in use by another wazuh-ecr-scan (pid {holder}) after "
+                f"waiting {wait_s:g}s: only one instance may use a state file at a time; give each "
+                "command block its own --state_db, or a longer --lock_wait"
+            )
+        time.sleep(_LOCK_POLL_S)
+    if waiting:
+        log.info("state file %s: lock acquired, the run goes on", state_file)
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
