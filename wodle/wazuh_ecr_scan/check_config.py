@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import boto3
 
-from wazuh_ecr_scan import __version__
+from wazuh_ecr_scan import __version__, discard
 from wazuh_ecr_scan.aws import (
     CallCounter,
     client_config,
@@ -128,6 +128,8 @@ def describe_service(s: Settings) -> list[str]:
 
 
 def check_service(s: Settings, report: Report) -> None:
+    for warning in discard.startup_warnings(s):
+        report.add(Check("warn", warning))
     counter = CallCounter()
     region = s.regions[0]
     session = _session(s, region, counter, report)

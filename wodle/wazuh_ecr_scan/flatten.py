@@ -56,6 +56,9 @@ class ParseError(ValueError):
     """The message or the stream name is not what the Lambda writes; becomes an `unparsed` event."""
 
 
+_NOT_GIVEN: Any = object()
+
+
 @functools.lru_cache(maxsize=1024)
 def iso_millis(timestamp_ms: int) -> str:
     try:
@@ -86,17 +89,29 @@ def _stream_kind(log_stream: str) -> str | None:
     return parsed.kind if parsed else None
 
 
-def flatten(event: LogEvent, region: str, group_prefix: str = DEFAULT_GROUP_PREFIX) -> dict[str, Any]:
-    """The Wazuh event for one log event. Never raises on bad input: that becomes `unparsed`."""
+def parse_message(message: str) -> Any:
+    """The message's JSON value, or a ParseError (returned, not raised) when it is not JSON (nesting
+    too deep for the parser included)."""
+    try:
+        return json.loads(message)
+    except (ValueError, RecursionError) as exc:
+        return ParseError(f"message is not valid JSON: {exc}")
+
+
+def flatten(
+    event: LogEvent, region: str, group_prefix: str = DEFAULT_GROUP_PREFIX, payload: Any = _NOT_GIVEN
+) -> dict[str, Any]:
+    """The Wazuh event for one log event, from its message as `parse_message` returns it (parsed here
+    when not given). Never raises on bad input: that becomes `unparsed`."""
     context = _stream_context(event.log_group, event.log_stream, group_prefix)
     if context is None:
         ecr = {"repository": repository_of(event.log_group, group_prefix)}
         return _unparsed(event, region, ecr, "stream name does not match <SEVERITY>-<tag>-<digest>-<time>")
     ecr = dict(context)
-    try:
-        payload = json.loads(event.message)
-    except (ValueError, RecursionError) as exc:
-        return _unparsed(event, region, ecr, f"message is not valid JSON: {exc}")
+    if payload is _NOT_GIVEN:
+        payload = parse_message(event.message)
+    if isinstance(payload, ParseError):
+        return _unparsed(event, region, ecr, str(payload))
     try:
         if _stream_kind(event.log_stream) == "SUMMARY":
             return _envelope(event, region, "scan_summary", _summary_fields(payload, ecr))
