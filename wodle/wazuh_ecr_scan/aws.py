@@ -67,11 +67,11 @@ def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3
         session = boto3.Session(profile_name=settings.aws_profile, region_name=region)
     except botocore.exceptions.ProfileNotFound as exc:
         raise CredentialsError(f"AWS profile {settings.aws_profile!r} not found: {exc}") from exc
+    try:  # before any call: botocore logs the request's headers (the session token) at --debug 3
+        _register_credentials(session)
+    except botocore.exceptions.BotoCoreError as exc:
+        raise CredentialsError(f"AWS profile {settings.aws_profile or 'default'}: {exc}") from exc
     if not settings.iam_role_arn:
-        try:
-            _register_credentials(session)
-        except botocore.exceptions.BotoCoreError as exc:
-            raise CredentialsError(f"AWS profile {settings.aws_profile or 'default'}: {exc}") from exc
         return session
     sts = session.client("sts", endpoint_url=settings.sts_endpoint, config=client_config(settings, region))
     counter.attach(sts)
@@ -130,5 +130,6 @@ def _register_credentials(session: boto3.Session) -> None:
     if credentials is None:
         return
     frozen = credentials.get_frozen_credentials()
+    register_secret(frozen.access_key)
     register_secret(frozen.secret_key)
     register_secret(frozen.token)
