@@ -161,3 +161,44 @@ def test_check_config_warns_about_a_backtracking_discard_regex(moto, tmp_path):
         str(tmp_path / "state.db"),
     )
     assert "repetition inside a repetition" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_bug_met_on_one_message_or_one_group_costs_only_that_and_is_alerted(
+    logs, receiver, cli_args, monkeypatch, capsys
+):
+    """Fault injection: an unexpected exception while encoding one message, and while reading one group."""
+    from conftest import cli_env
+    from wazuh_ecr_scan import poller
+    from wazuh_ecr_scan.cli import main
+    from wazuh_ecr_scan.state import StateStore
+
+    write_message(logs, "a-one-bad-message", json.dumps({"name": "CVE-BUG", "severity": "HIGH"}))
+    write_message(logs, "b-bad-group", json.dumps({"name": "CVE-2", "severity": "HIGH"}))
+    scan = make_scan(random.Random(3), "c-healthy", "v1", NOW_MS - 60_000, {"HIGH": 2})
+    write_scan(logs, scan)
+    for name, value in cli_env().items():
+        monkeypatch.setenv(name, value)
+    real_encode, real_lookup = poller.encode_event, StateStore.already_sent
+
+    def encode(event):
+        if event.get("vulnerability", {}).get("cve") == "CVE-BUG":
+            raise KeyError("injected")
+        return real_encode(event)
+
+    def lookup(self, key, idents):
+        if key.log_group.endswith("b-bad-group"):
+            raise RuntimeError("injected")
+        return real_lookup(self, key, idents)
+
+    monkeypatch.setattr(poller, "encode_event", encode)
+    monkeypatch.setattr(StateStore, "already_sent", lookup)
+    assert main(cli_args("--skip_on_error")) == 0
+    got = receiver.take()
+    assert {e["aws"]["log_info"]["log_group"] for e in got.events} == {scan.log_group}
+    assert len(got.events) == scan.event_count()
+    errors = [line for line in got.status if ": ERROR: " in line]
+    assert any("a-one-bad-message stream" in line and "internal error KeyError" in line for line in errors)
+    assert any(
+        "group /aws/ecr/image-scan-findings/b-bad-group skipped: internal error" in line for line in errors
+    )
+    capsys.readouterr()
