@@ -287,8 +287,6 @@ class Poller:
 
     def _deliver_page(self, key: GroupKey, page: list[LogEvent], stats: GroupStats) -> None:
         for start in range(0, len(page), COMMIT_EVERY):
-            if self.should_stop():
-                return
             self._deliver_slice(key, page[start : start + COMMIT_EVERY], stats)
 
     def _deliver_slice(self, key: GroupKey, events: list[LogEvent], stats: GroupStats) -> None:
@@ -314,8 +312,6 @@ class Poller:
                         self._account(event, raw, stats)
                 seen.add(ident)
                 delivered.append(raw)
-                if self.should_stop():
-                    break
         except BaseException:
             with contextlib.suppress(FatalError):  # the error in flight is the one to report
                 self._commit(key, delivered)
