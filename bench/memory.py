@@ -135,7 +135,7 @@ def main() -> None:
     )
     args = p.parse_args()
     findings, backlog = (2000, 500) if args.quick else (args.findings, args.backlog)
-    late = min(args.late_window, 5000) if args.quick else args.late_window
+    late = min(args.late_window, 2000) if args.quick else args.late_window
     results = backlog_rows(backlog) + replay_rows(findings) + (late_window_rows(late) if late else [])
     rows = [(r["run"], r["peak_rss_mb"], r["met"], r["cpu_s"], r["wall_s"], r["complete"]) for r in results]
     headers = ("run", "peak RSS MB", f"≤ {TARGET_MB:.0f} MB", "CPU s", "wall s", "all events")
