@@ -120,3 +120,20 @@ def wait_for_line(path, text: str, timeout_s: float = 60) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{text!r} never reached {path}")
+
+
+def test_a_traceback_cannot_forge_a_line_either():
+    import io
+
+    from wazuh_ecr_scan.logs import log, setup_logging
+
+    stream = io.StringIO()
+    setup_logging(0, stream=stream)
+    try:
+        raise ValueError("x\n2026/01/01 00:00:00 wazuh-ecr-scan: ERROR: forged\x1b[2K")
+    except ValueError:
+        log.exception("internal error")
+    setup_logging(0)
+    lines = stream.getvalue().splitlines()
+    assert WAZUH_LINE.match(lines[0]) and all(line.startswith("  ") for line in lines[1:])
+    assert "\x1b" not in stream.getvalue()

@@ -96,6 +96,12 @@ class WazuhFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(f"%(asctime)s {NAME}: %(levelname)s: %(message)s", "%Y/%m/%d %H:%M:%S")
 
+    def formatException(self, ei) -> str:
+        """A traceback keeps its lines, indented so none reads as a log line of its own; a value in it
+        (an exception's text) gets its control characters escaped like any message."""
+        lines = (escape_controls(line) for line in super().formatException(ei).split("\n"))
+        return "\n".join("  " + line for line in lines)
+
 
 class Progress:
     """One status line on a terminal, rewritten in place and wiped before any log line is printed.
