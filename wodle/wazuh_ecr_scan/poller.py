@@ -383,7 +383,6 @@ class Poller:
             if error_code(exc) == "ResourceNotFoundException":  # already gone (by hand, retention)
                 self.state.forget_stream(key, stream)
                 return
-            self._raise_if_credentials(exc, key.region)
             log.warning("cannot remove log stream %s: %s", stream, describe_error(exc, key.log_group))
             return
         self.state.forget_stream(key, stream)
