@@ -94,7 +94,7 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
         for service in settings.passes():
             for warning in discard.startup_warnings(service):
                 # a setting, not a fault: not an alert at every pass
-                log.warning("%s: %s", service.origin or "command line", warning, **local_only())
+                log.warning("%s: %s", service.origin, warning, **local_only())
         counter = CallCounter()
         if not settings.run_once and not settings.run_on_start:
             log.info("waiting %ds (run_on_start is no) before the first pass", settings.interval_s)
