@@ -13,7 +13,8 @@ The message is parsed once, by the caller (`flatten.parse_message`): this module
 Time bound. Python's `re` has no timeout and a pattern with nested repetition such as `^(\\w+\\s?)*$`
 backtracks exponentially on 35 characters an attacker wrote. `risky_pattern` finds nested repetition
 (`--check-config` and the run's first lines warn), and every match runs under a time budget: CPython's
-regex engine checks for signals while it matches, so a SIGALRM whose handler raises ends the match.
+regex engine checks for signals every 4096 steps while it matches (`MAYBE_CHECK_SIGNALS` in
+Modules/_sre/sre_lib.h), so a SIGALRM whose handler raises ends the match.
 A match over budget keeps the event (it is sent, never lost) with a WARNING; after MAX_TIMEOUTS in one
 pass the rule is suspended until the next pass, so a flood of such messages costs seconds, not hours.
 """
