@@ -1,9 +1,10 @@
 """Memory: peak RSS of the real CLI (a child process; ru_maxrss) replaying 100k findings, and ingesting a
 5000-finding backlog from moto: in one group or five, with moto's pages (10,000 events) or AWS-like pages
-of 1000 events, with one worker or four. Target: ≤ 80 MB. The first row is the floor: an idle pass (the
-interpreter, boto3 and one CloudWatch Logs client).
+of 1000 events, with one worker or four; and 120,000 events in one group's late-write window, read by a
+first pass and re-read by a second (every id already sent). Target: ≤ 80 MB. The first row is the floor:
+an idle pass (the interpreter, boto3 and one CloudWatch Logs client).
 
-    python bench/memory.py [--findings 100000] [--backlog 5000] [--quick]
+    python bench/memory.py [--findings 100000] [--backlog 5000] [--late-window 120000] [--quick]
 """
 
 from __future__ import annotations
@@ -87,6 +88,32 @@ def backlog_rows(backlog: int) -> list[dict[str, Any]]:
     return rows
 
 
+def late_window_rows(events: int) -> list[dict[str, Any]]:
+    """One group whose events all sit in the late-write window: what a pass holds for ids already sent,
+    with moto's pages (10,000 events, ~10 MB) and AWS-like pages of 1000 events (AWS caps a page at 1 MB)."""
+    rows = []
+    per_scan = 1000
+    with MotoProcess() as moto, FaultProxy(moto.url) as proxy, Workdir() as work:
+        scan_list = scans(
+            ["late/one"], max(1, events // (per_scan + 1)), per_scan, 5, now_ms() - 60_000, seed=3
+        )
+        load(moto.url, scan_list)
+        total = sum(s.event_count() for s in scan_list)
+        for split in (0, 1000):
+            if split:
+                proxy.page_split("FilterLogEvents", max_events=split)
+            state = work.state(f"late{split}")
+            pages = f"pages of {split}" if split else "moto pages"
+            for name, expected in (("first pass", total), ("second pass, all already sent", 0)):
+                with SinkProcess(work.socket) as sink:
+                    run = run_cli(*live_args(proxy.url, sink.path, state, "--max_rate", "50"))
+                    got = sink.stats()
+                label = f"late window {total:,} events in one group, {pages}, {name}"
+                rows.append(_row(label, run, got["events"], expected))
+            proxy.clear_page_split()
+    return rows
+
+
 def _row(name: str, run: Any, received: int, expected: int) -> dict[str, Any]:
     return {
         "run": name,
@@ -103,9 +130,13 @@ def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--findings", type=int, default=100_000)
     p.add_argument("--backlog", type=int, default=5000)
+    p.add_argument(
+        "--late-window", type=int, default=120_000, help="events in one group's late window; 0: skip"
+    )
     args = p.parse_args()
     findings, backlog = (2000, 500) if args.quick else (args.findings, args.backlog)
-    results = backlog_rows(backlog) + replay_rows(findings)
+    late = min(args.late_window, 2000) if args.quick else args.late_window
+    results = backlog_rows(backlog) + replay_rows(findings) + (late_window_rows(late) if late else [])
     rows = [(r["run"], r["peak_rss_mb"], r["met"], r["cpu_s"], r["wall_s"], r["complete"]) for r in results]
     headers = ("run", "peak RSS MB", f"≤ {TARGET_MB:.0f} MB", "CPU s", "wall s", "all events")
     summary = {

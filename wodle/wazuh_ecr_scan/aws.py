@@ -72,7 +72,7 @@ def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3
         raise CredentialsError(
             f"AWS profile {settings.aws_profile!r} not found in {shared_files_searched()}"
         ) from exc
-    try:
+    try:  # before any call: botocore logs the request's headers (the session token) at --debug 3
         found = _register_credentials(session)
     except botocore.exceptions.BotoCoreError as exc:
         raise CredentialsError(f"AWS profile {settings.aws_profile or 'default'}: {exc}") from exc
@@ -212,6 +212,7 @@ def _register_credentials(session: boto3.Session) -> bool:
     if credentials is None:
         return False
     frozen = credentials.get_frozen_credentials()
+    register_secret(frozen.access_key)
     register_secret(frozen.secret_key)
     register_secret(frozen.token)
     return True

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import boto3
 
-from wazuh_ecr_scan import __version__, ossec_config
+from wazuh_ecr_scan import __version__, discard, ossec_config
 from wazuh_ecr_scan.aws import (
     CallCounter,
     client_config,
@@ -112,19 +112,15 @@ def describe_module(s: Settings) -> list[str]:
 def describe_service(s: Settings) -> list[str]:
     groups = ", ".join(s.log_groups) if s.log_groups else f"every group starting with {s.log_group_prefix}"
     start = _date(s.only_logs_after_ms) if s.only_logs_after_ms is not None else "today 00:00 UTC"
-    if s.discard_regex is not None:
-        discard = f"field {s.discard_field} matching {s.discard_regex.pattern!r}"
-    elif s.raw_discard_regex is not None:
-        discard = f"raw message matching {s.raw_discard_regex.pattern!r}"
-    else:
-        discard = "none"
+    rule = discard.rule_of(s)
+    discarding = rule.describe() if rule else "none"
     return [
         f"account label: {s.account} (logs; state is kept under the account the credentials resolve to)",
         f"credentials: profile {s.aws_profile or '(default chain)'}, role {s.iam_role_arn or '-'}"
         + (f" for {s.iam_role_duration}s" if s.iam_role_duration else ""),
         f"regions: {', '.join(s.regions)}",
         f"log groups: {groups}",
-        f"first read starts: {start}; remove_log_streams {_yes(s.remove_log_streams)}; discard: {discard}",
+        f"first read starts: {start}; remove_log_streams {_yes(s.remove_log_streams)}; discard: {discarding}",
         f"endpoints: sts {s.sts_endpoint or 'AWS'}, logs {s.service_endpoint or 'AWS'}",
     ]
 
@@ -134,6 +130,8 @@ def describe_service(s: Settings) -> list[str]:
 
 def check_service(s: Settings, report: Report) -> str | None:
     """The checks of one service block; the account its credentials resolve to, if they do."""
+    for warning in discard.startup_warnings(s):
+        report.add(Check("warn", warning))
     counter = CallCounter()
     region = s.regions[0]
     session = _session(s, region, counter, report)

@@ -7,9 +7,7 @@ regions, groups and state-DB account label (one Poller per block).
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import signal
 import sys
 import tempfile
@@ -20,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from wazuh_ecr_scan import encode
+from wazuh_ecr_scan import discard, encode
 from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session, resolve_account
 from wazuh_ecr_scan.config import Settings, early_options, early_status_socket, parse_args
 from wazuh_ecr_scan.errors import (
@@ -124,14 +122,9 @@ def _run(settings: Settings, clock: Callable[[], float]) -> int:
         counted = _ProgressSender(sender) if PROGRESS.enabled else sender
         pollers = _pollers(settings, state, counted, clock, stop)
         for service in settings.passes():
-            if service.raw_discard_regex is not None:
-                log.warning(
-                    "%s: <discard_regex> without field tests only messages that are not JSON, as Wazuh's"
-                    " cloudwatchlogs service does; every ECR finding and summary is JSON: add a field"
-                    ' (e.g. field="vulnerability.severity" or field="severity")',
-                    service.origin,
-                    **local_only(),  # a setting, not a fault: not an alert at every pass
-                )
+            for warning in discard.startup_warnings(service):
+                # a setting, not a fault: not an alert at every pass
+                log.warning("%s: %s", service.origin, warning, **local_only())
         counter = CallCounter()
         if not settings.run_once and not settings.run_on_start:
             log.info("waiting %ds (run_on_start is no) before the first pass", settings.interval_s)
@@ -246,8 +239,6 @@ def build_sources(settings: Settings, counter: CallCounter) -> list[Source]:
 
 
 def _wrap(reader: Reader, settings: Settings) -> Reader:
-    if settings.raw_discard_regex is not None:
-        reader = _RawDiscardReader(reader, settings.raw_discard_regex)
     if PROGRESS.enabled:
         reader = _ProgressReader(reader, settings.account)
     return reader
@@ -267,36 +258,6 @@ class _ReaderView:
 
     def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
         return self._reader.pages(log_group, start_ms)
-
-
-class _RawDiscardReader(_ReaderView):
-    """`<discard_regex>` without `field`, as Wazuh's cloudwatchlogs service applies it: drops messages that
-    are not JSON and match from their start, before flattening. (Every finding and summary the Lambda
-    writes is JSON: `main` warns that such a block discards nothing of them.)
-
-    Dropped events are not delivered, so they are not in the state DB; inside the late-write window they
-    are read and dropped again, which costs nothing more than the page already read.
-    """
-
-    def __init__(self, reader: Reader, pattern: re.Pattern[str]) -> None:
-        super().__init__(reader)
-        self.pattern = pattern
-
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
-        for page in self._reader.pages(log_group, start_ms):
-            kept = [event for event in page if not self._discards(event.message)]
-            if len(kept) != len(page):
-                log.debug("group %s: %d events discarded by discard_regex", log_group, len(page) - len(kept))
-            yield kept
-
-    def _discards(self, message: str) -> bool:
-        if self.pattern.match(message) is None:
-            return False
-        try:
-            json.loads(message)
-        except ValueError:
-            return True
-        return False
 
 
 class _PassProgress:

@@ -96,6 +96,9 @@ class ParseError(ValueError):
     """The message or the stream name is not what the Lambda writes; becomes an `unparsed` event."""
 
 
+_NOT_GIVEN: Any = object()
+
+
 @functools.lru_cache(maxsize=1024)
 def iso_millis(timestamp_ms: int) -> str:
     try:
@@ -126,25 +129,36 @@ def _stream_kind(log_stream: str) -> str | None:
     return parsed.kind if parsed else None
 
 
-def flatten(event: LogEvent, region: str, group_prefix: str = DEFAULT_GROUP_PREFIX) -> dict[str, Any]:
-    """The Wazuh event for one log event. Never raises on bad input: that becomes `unparsed`."""
-    result = _flatten(event, region, group_prefix)
+def parse_message(message: str) -> Any:
+    """The message's JSON value, or a ParseError (returned, not raised) when it is not JSON (nesting
+    too deep for the parser included)."""
+    try:
+        return json.loads(message)
+    except (ValueError, RecursionError) as exc:
+        return ParseError(f"message is not valid JSON: {exc}")
+
+
+def flatten(
+    event: LogEvent, region: str, group_prefix: str = DEFAULT_GROUP_PREFIX, payload: Any = _NOT_GIVEN
+) -> dict[str, Any]:
+    """The Wazuh event for one log event, from its message as `parse_message` returns it (parsed here
+    when not given). Never raises on bad input: that becomes `unparsed`."""
+    result = _flatten(event, region, group_prefix, payload)
     fit_description_fields(result)
     return result
 
 
-def _flatten(event: LogEvent, region: str, group_prefix: str) -> dict[str, Any]:
+def _flatten(event: LogEvent, region: str, group_prefix: str, payload: Any) -> dict[str, Any]:
     context = _stream_context(event.log_group, event.log_stream, group_prefix)
     bad_name = "stream name does not match <SEVERITY>-<tag>-<digest>-<time>"
     if context is None:
         ecr: dict[str, Any] = {"repository": repository_of(event.log_group, group_prefix)}
     else:
         ecr = dict(context)
-    try:
-        payload = json.loads(event.message)
-    except (ValueError, RecursionError) as exc:
-        why = bad_name if context is None else f"message is not valid JSON: {exc}"
-        return _unparsed(event, region, ecr, why)
+    if payload is _NOT_GIVEN:
+        payload = parse_message(event.message)
+    if isinstance(payload, ParseError):
+        return _unparsed(event, region, ecr, bad_name if context is None else str(payload))
     if context is None and not (isinstance(payload, dict) and is_enhanced(payload)):
         # An enhanced finding names its image itself; anything else needs the stream name.
         return _unparsed(event, region, ecr, bad_name)

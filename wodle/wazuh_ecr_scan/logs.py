@@ -1,12 +1,16 @@
 """Logging the way Wazuh daemons do: `YYYY/MM/DD HH:MM:SS wazuh-ecr-scan: LEVEL: message`.
 
 Lines at INFO and above are also sent to analysisd as status lines (see sender.StatusHandler);
-DEBUG never is. Known secrets and AWS signing material are masked in every line.
+DEBUG never is. Known secrets and anything shaped like AWS credentials (key ids, labelled secret keys and
+session tokens in XML, JSON, header dicts and reprs, STS session tokens) are masked in every line, and
+control characters (a newline or ESC in a stream name) are escaped: one record, one line, whatever the
+values in it.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import re
 import shutil
 import sys
@@ -23,15 +27,22 @@ log = logging.getLogger("wazuh_ecr_scan")
 # debug 0: INFO; 1: DEBUG of this module; 2: + per-event detail; 3: + botocore
 DETAIL = 5
 _MASK = "***"
+# A value after its name, in every form botocore logs: `<SessionToken>v<`, `"SessionToken": "v"`,
+# `'X-Amz-Security-Token': b'v'`, `aws_secret_access_key=v`, `x-amz-security-token:v`, JSON inside a repr.
+_LABELLED = (
+    r"(?i)((?:aws_)?(?:secret_access_key|session_token|security_token|secret_key|SecretAccessKey|SessionToken"
+    r"|SecretKey|x-amz-security-token)(?:\\?['\"])?\s*[:=>]\s*b?(?:\\?['\"])?)[^'\"<,\s}&\\]+"
+)
 _SECRET_PATTERNS = (
     re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"),
-    re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=]\s*['\"]?)[^'\",\s}]+"),
+    re.compile(_LABELLED),
     re.compile(r"(?i)(Signature=)[0-9a-f]+"),
-    re.compile(
-        r"(?i)((?:aws_)?(?:secret_access_key|session_token|SecretAccessKey|SessionToken)['\"]?\s*[:=]\s*['\"]?)"
-        r"[^'\",\s}]+"
-    ),
+    # STS session tokens by their prefix, and any base64 run long enough to be one.
+    re.compile(r"(?:IQoJb3JpZ2lu|F[wQ]oGZXIvYXdz)[A-Za-z0-9+/]+=*"),
+    re.compile(r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*[0-9])(?=[A-Za-z0-9+/]*[+/])[A-Za-z0-9+/]{200,}=*"),
 )
+# C0 and C1 controls, DEL and the Unicode line separators: shown as escapes, never written raw.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 MAX_SECRETS = 64  # credentials kept for masking (profile, then one set per role assumed)
@@ -54,10 +65,19 @@ class SecretMask(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        masked = mask(text, self.secrets)
+        masked = escape_controls(mask(text, self.secrets))
         if masked != text:
             record.msg, record.args = masked, None
         return True
+
+
+def escape_controls(text: str) -> str:
+    """`\\n`, `\\x1b`, `\\u2028` for control characters: a value cannot start a forged log line."""
+    return _CONTROLS.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
@@ -75,6 +95,12 @@ SECRET_MASK = SecretMask()
 class WazuhFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(f"%(asctime)s {NAME}: %(levelname)s: %(message)s", "%Y/%m/%d %H:%M:%S")
+
+    def formatException(self, ei) -> str:
+        """A traceback keeps its lines, indented so none reads as a log line of its own; a value in it
+        (an exception's text) gets its control characters escaped like any message."""
+        lines = (escape_controls(line) for line in super().formatException(ei).split("\n"))
+        return "\n".join("  " + line for line in lines)
 
 
 class Progress:
@@ -154,7 +180,8 @@ def setup_logging(debug: int, stream: TextIO | None = None, log_file: str | None
         logging.getLogger("urllib3").setLevel(logging.DEBUG)
     if log_file:
         try:
-            root.addHandler(_wazuh_style(logging.FileHandler(log_file, mode="a", encoding="utf-8")))
+            # Reopened when logrotate (or an administrator) moves the file away, in loop mode too.
+            root.addHandler(_wazuh_style(logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")))
         except OSError as exc:
             raise ConfigError(f"--log_file: cannot open {log_file}: {exc.strerror}") from exc
 

@@ -16,6 +16,7 @@ class GroupStats:
     unparsed: int = 0
     discarded: int = 0
     already_sent: int = 0
+    errors: int = 0  # messages skipped on an internal error
     seconds: float = 0.0
     skipped: str = ""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -22,9 +21,10 @@ import botocore.exceptions
 
 from wazuh_ecr_scan.aws import describe_error, error_code, is_credentials_error, no_credentials_message
 from wazuh_ecr_scan.config import Settings, start_of_today_ms
+from wazuh_ecr_scan.discard import Discarder, rule_of
 from wazuh_ecr_scan.encode import encode_event
 from wazuh_ecr_scan.errors import CredentialsError, FatalError
-from wazuh_ecr_scan.flatten import LogEvent, flatten
+from wazuh_ecr_scan.flatten import LogEvent, flatten, parse_message
 from wazuh_ecr_scan.logs import DETAIL, local_only, log
 from wazuh_ecr_scan.metrics import GroupStats, PassStats
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
@@ -36,6 +36,9 @@ from wazuh_ecr_scan.state import GroupKey, StateStore
 # A FilterLogEvents page holds up to 10,000 events; committing in slices bounds what a kill re-sends.
 COMMIT_EVERY = 500
 CLOCK_SKEW_WARNING_MS = 60_000
+# --remove-log-streams: DeleteLogStream calls per pass, after every group was read; the rest wait for the
+# next pass (their rows stay in the state), so a writer creating streams faster cannot starve reading.
+MAX_STREAM_DELETIONS = 100
 AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 # Errors a later pass will most likely get past by itself: a warning, not an error.
 TRANSIENT_CODES = {
@@ -107,6 +110,8 @@ class Poller:
         self._listed_sources: set[tuple[str, str]] = set()
         self._found = 0
         self._readers: dict[str, Reader] = {}
+        self.discarder = Discarder(rule_of(settings))
+        self._finished: list[tuple[Source, GroupKey, int]] = []  # groups whose old streams may be removed
 
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
@@ -114,6 +119,8 @@ class Poller:
         self._listed = self._completed = self._found = 0
         self._listed_sources = set()
         self._readers = {s.reader.region: s.reader for s in sources}
+        self.discarder.new_pass()
+        self._finished = []
         # The previous pass's listing time, taken before this pass finishes any group: a group that is
         # new in this pass's listing was created after it.
         self._last_pass = {
@@ -128,6 +135,7 @@ class Poller:
                 if self.should_stop():
                     break
                 self._read_source(source, stats)
+        self._remove_finished_streams()
         stats.duration = self.clock() - started
         stats.listed, stats.completed = self._listed, self._completed
         if self._found == 0 and len(self._listed_sources) == len(sources) and not self.should_stop():
@@ -271,8 +279,22 @@ class Poller:
         except AWS_ERRORS as exc:
             self._raise_if_credentials(exc, region)
             self._report_skipped(exc, region, group, group_stats, stats)
+        except FatalError:
+            raise
+        except Exception as exc:  # a bug met on this group's data costs this group, not the pass
+            stats.errors += 1
+            group_stats.skipped = "skipped: internal error"
+            log.error(
+                "region %s: group %s skipped: internal error %s: %s (please report it)",
+                region,
+                group,
+                exc.__class__.__name__,
+                exc,
+            )
+            log.debug("internal error reading group %s", group, exc_info=True)
         finally:
             group_stats.seconds = time.monotonic() - began
+            stats.errors += group_stats.errors
 
     # -- reading ahead (--workers > 1) -------------------------------------------------------------
     # The pool only fetches: listing and pages. Each group's start is decided from the state here, in
@@ -316,15 +338,12 @@ class Poller:
         return functools.partial(job.source.reader.pages, job.key.log_group, job.start_ms)
 
     def _read_job(self, job: _GroupJob, pages: Iterable[list[LogEvent]], stats: GroupStats) -> None:
-        seen = self.state.seen_ids(job.key, job.start_ms)
-        log.debug(
-            "group %s: reading from %d with %d ids already sent", job.key.log_group, job.start_ms, len(seen)
-        )
+        log.debug("group %s: reading from %d", job.key.log_group, job.start_ms)
         for page in pages:
             stats.pages += 1
             if job.sent_window is not None:
                 page = _outside(page, job.sent_window, stats)
-            self._deliver_page(job.key, page, seen, stats)
+            self._deliver_page(job.key, page, stats)
             if self.should_stop():
                 return  # what was delivered is committed; the group's window stays where it was
         self._finish_group(job.source, job.key, job.now_ms)
@@ -339,7 +358,7 @@ class Poller:
         forget_before = now_ms - self.late_ms
         remove = self.settings.remove_log_streams
         if remove:
-            self._remove_finished_streams(source, key, forget_before)
+            self._finished.append((source, key, forget_before))
         # With stream removal, a stream's row goes only once it was deleted, so a failed delete is retried.
         self.state.finish_group(key, now_ms, forget_before, prune_streams=not remove)
 
@@ -376,31 +395,31 @@ class Poller:
         last_pass = self._last_pass.get((key.account, key.region))
         return today if last_pass is None else min(today, last_pass - self.late_ms)
 
-    def _deliver_page(
-        self, key: GroupKey, page: list[LogEvent], seen: set[tuple[str, str]], stats: GroupStats
-    ) -> None:
+    def _deliver_page(self, key: GroupKey, page: list[LogEvent], stats: GroupStats) -> None:
         for start in range(0, len(page), COMMIT_EVERY):
-            self._deliver_slice(key, page[start : start + COMMIT_EVERY], seen, stats)
+            self._deliver_slice(key, page[start : start + COMMIT_EVERY], stats)
 
-    def _deliver_slice(
-        self, key: GroupKey, events: list[LogEvent], seen: set[tuple[str, str]], stats: GroupStats
-    ) -> None:
-        """Send, then commit what was sent, even when sending stopped halfway."""
+    def _deliver_slice(self, key: GroupKey, events: list[LogEvent], stats: GroupStats) -> None:
+        """Send, then commit what was sent, even when sending stopped halfway. Ids already delivered are
+        looked up in the state DB, one query per slice: memory does not grow with the late window."""
+        seen = self.state.already_sent(key, [(raw.log_stream, raw.event_id) for raw in events])
         delivered: list[LogEvent] = []
-        region = key.region
-        prefix = self.settings.log_group_prefix
         try:
             for raw in events:
                 ident = (raw.log_stream, raw.event_id)
                 if ident in seen:
                     stats.already_sent += 1
                     continue
-                event = flatten(raw, region, prefix)
-                if self._discarded(event, raw.message):
-                    stats.discarded += 1
+                try:
+                    event, datagram = self._prepare(key, raw)
+                except Exception as exc:  # a bug met on one message costs that message, not the pass
+                    self._message_failed(raw, exc, stats)
                 else:
-                    self.sender.send(encode_event(event))
-                    self._account(event, raw, stats)
+                    if datagram is None:
+                        stats.discarded += 1
+                    else:
+                        self.sender.send(datagram)
+                        self._account(event, raw, stats)
                 seen.add(ident)
                 delivered.append(raw)
         except BaseException:
@@ -408,6 +427,22 @@ class Poller:
                 self._commit(key, delivered)
             raise
         self._commit(key, delivered)
+
+    def _prepare(self, key: GroupKey, raw: LogEvent) -> tuple[dict, bytes | None]:
+        """The event and its datagram, or None when the discard rule drops it. The message is parsed
+        once, here, for both."""
+        payload = parse_message(raw.message)
+        event = flatten(raw, key.region, self.settings.log_group_prefix, payload)
+        if self.discarder.discards(event, payload, raw.message, _where(raw)):
+            return event, None
+        return event, encode_event(event)
+
+    def _message_failed(self, raw: LogEvent, exc: Exception, stats: GroupStats) -> None:
+        stats.errors += 1
+        log.error(
+            "%s skipped: internal error %s: %s (please report it)", _where(raw), exc.__class__.__name__, exc
+        )
+        log.debug("internal error on %s", _where(raw), exc_info=True)
 
     def _commit(self, key: GroupKey, delivered: list[LogEvent]) -> None:
         self.sender.flush()  # what is still in a buffer was not delivered
@@ -431,38 +466,37 @@ class Poller:
                 DETAIL, "sent %s from %s/%s event %s", event_type, raw.log_group, raw.log_stream, raw.event_id
             )
 
-    def _discarded(self, event: dict, message: str) -> bool:
-        """`field` is a dotted path in the event this module sends (searched); a path the event lacks is
-        looked up in the Lambda's message instead, matched from its start as Wazuh's cloudwatchlogs
-        service does (so a block written for Wazuh, e.g. field="severity", discards the same events)."""
-        pattern, field = self.settings.discard_regex, self.settings.discard_field
-        if pattern is None or field is None:
-            return False
-        value = _dotted(event, field)
-        if value is not _MISSING:
-            return pattern.search(value if isinstance(value, str) else str(value)) is not None
-        try:
-            value = _dotted(json.loads(message), field)
-        except ValueError:
-            return False
-        values = value if isinstance(value, list) else [value]
-        return any(isinstance(v, str) and pattern.match(v) is not None for v in values)
-
-    def _remove_finished_streams(self, source: Source, key: GroupKey, before_ms: int) -> None:
-        delete = getattr(source.reader, "delete_stream", None)
-        if delete is None:
-            return
-        for stream in self.state.streams_done_before(key, before_ms):
-            try:
-                delete(key.log_group, stream)
-            except AWS_ERRORS as exc:
-                if error_code(exc) == "ResourceNotFoundException":  # already gone (by hand, retention)
-                    self.state.forget_stream(key, stream)
-                    continue
-                log.warning("cannot remove log stream %s: %s", stream, describe_error(exc, key.log_group))
+    def _remove_finished_streams(self) -> None:
+        """--remove-log-streams, once every group of the pass was read: at most MAX_STREAM_DELETIONS
+        calls, stopping on a signal between calls. What is left is removed by later passes."""
+        budget = MAX_STREAM_DELETIONS
+        for source, key, before_ms in self._finished:
+            delete = getattr(source.reader, "delete_stream", None)
+            if delete is None:
                 continue
-            self.state.forget_stream(key, stream)
-            log.debug("group %s: removed log stream %s", key.log_group, stream)
+            for stream in self.state.streams_done_before(key, before_ms):
+                if self.should_stop():
+                    return
+                if budget <= 0:
+                    log.info(
+                        "stream removal: %d log streams removed this pass, the rest in the next passes",
+                        MAX_STREAM_DELETIONS,
+                    )
+                    return
+                budget -= 1
+                self._remove_stream(delete, key, stream)
+
+    def _remove_stream(self, delete: Callable[[str, str], None], key: GroupKey, stream: str) -> None:
+        try:
+            delete(key.log_group, stream)
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ResourceNotFoundException":  # already gone (by hand, retention)
+                self.state.forget_stream(key, stream)
+                return
+            log.warning("cannot remove log stream %s: %s", stream, describe_error(exc, key.log_group))
+            return
+        self.state.forget_stream(key, stream)
+        log.debug("group %s: removed log stream %s", key.log_group, stream)
 
     def _raise_if_credentials(self, exc: BaseException, region: str) -> None:
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -512,12 +546,5 @@ def _outside(page: list[LogEvent], window: tuple[int, int], stats: GroupStats) -
     return kept
 
 
-_MISSING = object()
-
-
-def _dotted(value: object, path: str) -> object:
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
+def _where(raw: LogEvent) -> str:
+    return f"group {raw.log_group} stream {raw.log_stream} event {raw.event_id}"
