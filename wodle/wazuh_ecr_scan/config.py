@@ -83,6 +83,9 @@ class Settings:
     raw_discard_regex: re.Pattern[str] | None = None
     # --config: one Settings per <service type="cloudwatchlogs"> block, each read in every pass.
     services: tuple[Settings, ...] = ()
+    # Finding lifecycle (lifecycle.py); images not scanned for lifecycle_days are forgotten.
+    lifecycle: bool = False
+    lifecycle_days: int = 90
 
     @property
     def account(self) -> str:
@@ -151,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check configuration, credentials and permissions, print the resolved settings, exit 0 or 1",
     )
     p.add_argument("--log_file", metavar="FILE", help="also append log lines to FILE (e.g. logs/ossec.log)")
+    p.add_argument("--lifecycle", action="store_true", help="mark findings new/persisting/changed/resolved")
+    p.add_argument("--lifecycle_days", type=int, default=90, help="forget images not scanned for N days")
     return p
 
 
@@ -226,7 +231,15 @@ def _from_args(args: argparse.Namespace) -> Settings:
         config_file=args.config,
         check_config=args.check_config,
         log_file=args.log_file,
+        lifecycle=args.lifecycle,
+        lifecycle_days=_positive(args.lifecycle_days, "--lifecycle_days"),
     )
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise ConfigError(f"{flag} must be at least 1")
+    return value
 
 
 def explicit_flags(argv: list[str] | None) -> set[str]:

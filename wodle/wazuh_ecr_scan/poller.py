@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import botocore.exceptions
 
+from wazuh_ecr_scan import lifecycle
 from wazuh_ecr_scan.aws import describe_error, error_code, is_credentials_error
 from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.encode import encode_event
@@ -92,6 +93,7 @@ class Poller:
         self._detail = log.isEnabledFor(DETAIL)
         self._skew_reported = False
         self._last_pass: dict[tuple[str, str], int | None] = {}
+        self.lifecycle = lifecycle.make(state, self.late_ms, settings.lifecycle, settings.lifecycle_days)
 
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
@@ -220,7 +222,20 @@ class Poller:
             self._deliver_page(job.key, page, seen, stats)
             if self.should_stop():
                 return  # what was delivered is committed; the group's window stays where it was
+        self._send_lifecycle_events(job, stats)
         self._finish_group(job.source, job.key, job.now_ms)
+
+    def _send_lifecycle_events(self, job: _GroupJob, stats: GroupStats) -> None:
+        """After a group's pages: its finished scans' resolved findings and scan_changes (lifecycle.py)."""
+        now_ms = self._aws_time(job.source, job.key, job.now_ms)
+        for event in self.lifecycle.completed(job.key.account, job.key.region, job.key.log_group, now_ms):
+            if self._discarded(event, ""):
+                stats.discarded += 1
+                continue
+            self.sender.send(encode_event(event))
+            stats.findings += event["aws"]["event_type"] == "finding"
+        self.sender.flush()
+        self.lifecycle.sent()
 
     def _finish_group(self, source: Source, key: GroupKey, now_ms: int) -> None:
         if not source.time_filtered:
@@ -285,7 +300,7 @@ class Poller:
                 if ident in seen:
                     stats.already_sent += 1
                     continue
-                event = flatten(raw, region, prefix)
+                event = self.lifecycle.annotate(key.account, flatten(raw, region, prefix))
                 if self._discarded(event, raw.message):
                     stats.discarded += 1
                 else:
@@ -293,6 +308,7 @@ class Poller:
                     self._account(event, raw, stats)
                 seen.add(ident)
                 delivered.append(raw)
+                self.lifecycle.accept()  # only a delivered (or discarded) event counts
         except BaseException:
             with contextlib.suppress(FatalError):  # the error in flight is the one to report
                 self._commit(key, delivered)
