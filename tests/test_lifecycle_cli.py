@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conftest import run_cli
 from lambda_writer import Scan, recording_lines, write_scan
+from ruletest import project_engine
 from test_lifecycle import finding, scan
 
 NOW_MS = int(time.time() * 1000)
@@ -45,6 +46,13 @@ def scan_changes(events: list[dict]) -> list[dict]:
     return [e["aws"]["ecr"] for e in events if e["aws"]["event_type"] == "scan_changes"]
 
 
+def alerts(events: list[dict]) -> collections.Counter:
+    """rule id -> how many alerts the project's rules raise for these events (level 3 and up)."""
+    engine = project_engine()
+    results = [engine.process("1:Wazuh-AWS:" + json.dumps(e, separators=(",", ":"))) for e in events]
+    return collections.Counter(r.rule_id for r in results if r.alert)
+
+
 def write(logs, *scans: Scan) -> None:
     for s in scans:
         write_scan(logs, s)
@@ -57,6 +65,7 @@ def test_the_same_digest_scanned_twice_is_all_persisting_the_second_time(logs, r
     assert findings(first) == dict.fromkeys(["CVE-2024-1", "CVE-2024-2", "CVE-2024-3"], "new")
     (changes,) = scan_changes(first)
     assert (changes["complete"], changes["changes_total"]) == (True, 3)
+    assert alerts(first) == {110202: 1, 110203: 1, 110206: 1, 110275: 1}
 
     write(logs, scan("web/api", "prod", "d1", NOW_MS - 5 * MINUTE, cves))
     second = read_pass(cli_args, receiver)
@@ -64,6 +73,7 @@ def test_the_same_digest_scanned_twice_is_all_persisting_the_second_time(logs, r
     (changes,) = scan_changes(second)
     assert (changes["complete"], changes["changes_total"]) == (True, 0)
     assert all(e["vulnerability"]["status"] == "Active" for e in second if "vulnerability" in e)
+    assert alerts(second) == {}  # no new alert for a rescan
 
 
 def test_a_tag_moved_to_a_digest_fixing_two_and_adding_one(logs, receiver, cli_args):
@@ -84,6 +94,7 @@ def test_a_tag_moved_to_a_digest_fixing_two_and_adding_one(logs, receiver, cli_a
     assert summary["previous_digest"] == "sha256:" + old.digest_hex
     assert summary["image_digest"] == "sha256:" + new.digest_hex
     assert (summary["changes"]["new"]["Critical"], summary["changes"]["resolved"]["total"]) == (1, 2)
+    assert alerts(got) == {110202: 1, 110272: 2, 110277: 1}  # new Critical, 2 resolved, the move
     # resolved once: a rerun sends nothing
     assert read_pass(cli_args, receiver) == []
 

@@ -209,6 +209,7 @@ class Lifecycle:
         if scan.previous_digest:
             ecr["previous_digest"] = scan.previous_digest
         if kind == "scan_summary":
+            ecr["lifecycle"] = True  # its scan_changes event alerts instead (rule 110273)
             total = ecr.get("findings_total")
             plan.expected = total if isinstance(total, int) else None
         else:
