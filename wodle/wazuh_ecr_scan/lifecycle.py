@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from wazuh_ecr_scan.errors import StateError
 
@@ -105,8 +105,7 @@ class Store(Protocol):
     writers: list[Callable[[sqlite3.Connection], None]]
 
 
-@dataclass(frozen=True)
-class ImageKey:
+class ImageKey(NamedTuple):
     account: str
     region: str
     repository: str
@@ -140,13 +139,13 @@ class Scan:
     basic: bool = False
     done: bool = False
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    ident: tuple[ImageKey, str, str] = field(init=False, repr=False)
 
-    @property
-    def ident(self) -> tuple[ImageKey, str, str]:
-        return (self.key, self.digest, self.scan_time)
+    def __post_init__(self) -> None:
+        self.ident = (self.key, self.digest, self.scan_time)
 
     def to_json(self) -> str:
-        fields = {k: v for k, v in self.__dict__.items() if k != "key"}
+        fields = {k: v for k, v in self.__dict__.items() if k not in ("key", "ident")}
         return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
@@ -154,10 +153,11 @@ class Scan:
         return cls(key=key, **json.loads(text))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Plan:
     """What one annotated event changes, applied by accept() once the event was delivered."""
 
+    stream: tuple[str, str, str]
     image: Image
     scan: Scan
     new_scan: bool
@@ -184,6 +184,8 @@ class Lifecycle:
         self._handed_out: list[int] = []
         self._sent: list[int] = []
         self._staged: _Plan | None = None
+        # (account, group, stream) -> its image and scan: every event of a stream has the same ones
+        self._by_stream: dict[tuple[str, str, str], tuple[Image, Scan]] = {}
         self._prune_before: int | None = None
         self._last_prune_ms: int | None = None
         store.writers.append(self._write)
@@ -199,13 +201,18 @@ class Lifecycle:
         digest = ecr.get("image_digest")
         if kind not in ("finding", "scan_summary") or not digest or not ecr.get("repository"):
             return event
-        tag = ecr.get("image_tag") or ""
-        key = ImageKey(account, aws.get("region", ""), ecr["repository"], tag or digest)
         log_info = aws.get("log_info", {})
+        stream = (account, log_info.get("log_group", ""), log_info.get("log_stream", ""))
         scan_time = ecr.get("scan_time") or log_info.get("timestamp", "")
-        image = self._image(key)
-        scan, new_scan = self._scan(key, digest, scan_time, tag, image, log_info, ecr)
-        plan = _Plan(image, scan, new_scan, _millis(log_info.get("timestamp", "")))
+        cached = self._by_stream.get(stream)
+        if cached is not None:
+            (image, scan), new_scan = cached, False
+        else:
+            tag = ecr.get("image_tag") or ""
+            key = ImageKey(account, aws.get("region", ""), ecr["repository"], tag or digest)
+            image = self._image(key)
+            scan, new_scan = self._scan(key, digest, scan_time, tag, image, log_info, ecr)
+        plan = _Plan(stream, image, scan, new_scan, _millis(log_info.get("timestamp", "")))
         if scan.previous_digest:
             ecr["previous_digest"] = scan.previous_digest
         if kind == "scan_summary":
@@ -227,6 +234,7 @@ class Lifecycle:
         """After a group's pages: close its scans whose late-write window has passed, and give every
         event of its finished scans not sent yet (resolved findings, scan_changes), oldest first."""
         self._staged = None
+        self._by_stream.clear()
         for scan in self._group_scans(account, region, log_group):
             ends = max(scan.last_event_ms, _millis(scan.scan_time)) + self.late_ms
             if now_ms < ends:
@@ -245,6 +253,7 @@ class Lifecycle:
         self.save()
         self._images.clear()
         self._scans.clear()
+        self._by_stream.clear()
 
     def save(self) -> None:
         """Commit the accepted changes (the state store's own transactions do this too)."""
@@ -295,6 +304,7 @@ class Lifecycle:
             self._scans[scan.ident] = scan
             if scan.scan_time >= image.scan_time:
                 image.digest, image.scan_time = scan.digest, scan.scan_time
+        self._by_stream[plan.stream] = (image, scan)
         image.last_event_ms = max(image.last_event_ms, plan.event_ms)
         scan.last_event_ms = max(scan.last_event_ms, plan.event_ms)
         if plan.finding is None:
@@ -481,6 +491,7 @@ class Lifecycle:
         db.execute("DELETE FROM lifecycle_images WHERE last_event_ms < ?", (before_ms,))
         for key in [ImageKey(*row) for row in old]:
             self._images.pop(key, None)
+        self._by_stream.clear()
 
 
 # -- events the module makes ---------------------------------------------------------------------------
