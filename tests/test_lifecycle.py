@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -271,9 +270,13 @@ def test_state_survives_a_reopen(tmp_path: Path):
     assert len(of_type(extra, "scan_changes")) == 1
     new = scan("web", "prod", "d1", T0 + 3_600_000, [finding("CVE-2")])
     second.read(log_events(new))
-    resolved = of_type(second.finish(new.log_group, T0 + 3_700_000), "finding")
+    second.close()  # killed again before the group's end: the changes are in the journal
+    third = Run(tmp_path / "state.db")
+    resolved = of_type(third.finish(new.log_group, T0 + 3_700_000), "finding")
     assert [e["vulnerability"]["cve"] for e in resolved] == ["CVE-1"]
-    second.close()
+    back = scan("web", "prod", "d1", T0 + 7_200_000, [finding("CVE-1"), finding("CVE-2")])
+    assert changes(third.read(log_events(back))) == {"CVE-1": "new", "CVE-2": "persisting"}
+    third.close()
 
 
 def test_images_not_scanned_for_the_keep_time_are_pruned(tmp_path: Path):
@@ -394,20 +397,21 @@ def _timeline(sequence: list[tuple[Scan, str, bool]]) -> list[LogEvent]:
 
 
 def _replay(path: Path, events: list[LogEvent], cuts: list[int]) -> list[str]:
-    """Read `events` in passes ending at `cuts`; each pass ends as the poller's does, at a time that the
-    late-write window of every scan not yet fully read has not passed."""
-    r = Run(path)
+    """Read `events` in passes ending at `cuts`, each a process of its own (the state file reopened);
+    each pass ends as the poller's does, at a time that the late-write window of every scan not yet
+    fully read has not passed."""
     groups = sorted({e.log_group for e in events})
     out: list[dict] = []
     start = 0
     for end in [*cuts, len(events)]:
+        r = Run(path)
         out.extend(r.read(events[start:end]) if end > start else [])
         unread = [e.timestamp for e in events[end:]]
         now = min(unread) + LATE_MS - 1 if unread else events[-1].timestamp + LATE_MS + 1
         for group in groups:
             out.extend(r.finish(group, now))
+        r.close()
         start = end
-    r.close()
     return sorted(json.dumps(e, sort_keys=True) for e in out)
 
 
@@ -443,6 +447,6 @@ def test_random_history_keeps_at_most_one_row_per_finding(tmp_path: Path):
         r.read(log_events(s))
         r.finish(s.log_group, at + 60_000)
         (blob,) = r.store.db.execute("SELECT findings FROM lifecycle_images").fetchone()
-        stored = {row[0][0] for row in json.loads(zlib.decompress(blob))}
+        stored = {cve for cve, _package, _version in lifecycle._unpack(blob)}
         assert stored == set(cves)  # after a complete scan the image shows exactly that scan's findings
     r.close()
