@@ -245,3 +245,22 @@ def test_without_lifecycle_events_are_as_before(logs, receiver, cli_args):
     got = receiver.take().events
     assert len(got) == 2
     assert all("change" not in e["aws"]["ecr"] and "status" not in e.get("vulnerability", {}) for e in got)
+
+
+def test_the_lifecycle_makes_no_aws_call(logs, receiver, cli_args, short_dir: Path):
+    write(
+        logs,
+        scan("web", "prod", "d1", NOW_MS - 10 * MINUTE, [finding("CVE-1"), finding("CVE-2")]),
+        scan("web", "prod", "d2", NOW_MS - 5 * MINUTE, [finding("CVE-2")]),
+    )
+
+    def api_calls(*extra: str) -> str:
+        result = run_cli(*cli_args("--workers", "1", *extra))
+        assert result.returncode == 0, result.stderr
+        receiver.take()
+        return next(line for line in result.stderr.splitlines() if line.startswith("API calls:"))
+
+    without = api_calls("--state_db", str(short_dir / "off.db"))
+    with_lifecycle = api_calls("--lifecycle", "--state_db", str(short_dir / "on.db"))
+    assert with_lifecycle == without
+    assert "FilterLogEvents=" in without
