@@ -114,6 +114,11 @@ class Store(Protocol):
     writers: list[Callable[[sqlite3.Connection], None]]
 
 
+# A finding's row: (severity, fix, first_seen, scan time that last showed it). Tuples of strings, not
+# lists: the garbage collector stops tracking them, and an image holds thousands.
+Row = tuple[str, ...]
+
+
 class ImageKey(NamedTuple):
     account: str
     region: str
@@ -127,18 +132,23 @@ class Image:
     digest: str = ""
     scan_time: str = ""
     last_event_ms: int = 0
-    # (cve, package, version) -> [severity, fix, first_seen, last scan time that showed it]
-    findings: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    # (cve, package, version) -> its Row
+    findings: dict[tuple[str, str, str], Row] = field(default_factory=dict)
     # What changed since the last write (None: removed). A page writes only that, to the journal; the
     # findings are packed into the image's row once per group read (and when the image is new).
-    changed: dict[tuple[str, str, str], list[str] | None] = field(default_factory=dict)
+    changed: dict[tuple[str, str, str], Row | None] = field(default_factory=dict)
     stored: bool = False
     journaled: bool = False
+    stored_meta: tuple[str, str, int] = ("", "", 0)  # digest, scan_time, last_event_ms as in the row
 
-    def put(self, finding: tuple[str, str, str], row: list[str]) -> None:
+    @property
+    def meta(self) -> tuple[str, str, int]:
+        return (self.digest, self.scan_time, self.last_event_ms)
+
+    def put(self, finding: tuple[str, str, str], row: Row) -> None:
         self.findings[finding] = self.changed[finding] = row
 
-    def drop(self, finding: tuple[str, str, str]) -> list[str] | None:
+    def drop(self, finding: tuple[str, str, str]) -> Row | None:
         self.changed[finding] = None
         return self.findings.pop(finding, None)
 
@@ -174,22 +184,10 @@ class Scan:
         return cls(key=key, **json.loads(text))
 
 
-@dataclass(slots=True)
-class _Plan:
-    """What one annotated event changes, applied by accept() once the event was delivered."""
-
-    stream: tuple[str, str, str]
-    image: Image
-    scan: Scan
-    new_scan: bool
-    event_ms: int
-    expected: int | None = None
-    finding: tuple[str, str, str] | None = None
-    change: str = ""
-    severity: str = ""
-    fix: str = ""
-    first_seen: str = ""
-    enhanced: bool = False
+# What one annotated event changes, applied by accept() once the event was delivered: (stream, image,
+# scan, new scan?, event ms, summary count, finding key or None, change, severity, fix, first_seen,
+# enhanced?). A tuple: this is the per-event path.
+_Staged = tuple
 
 
 class Lifecycle:
@@ -204,7 +202,7 @@ class Lifecycle:
         self._outbox: list[tuple[str, str, str, dict[str, Any]]] = []
         self._handed_out: list[int] = []
         self._sent: list[int] = []
-        self._staged: _Plan | None = None
+        self._staged: _Staged | None = None
         # (account, group, stream) -> its image and scan: every event of a stream has the same ones
         self._by_stream: dict[tuple[str, str, str], tuple[Image, Scan]] = {}
         self._prune_before: int | None = None
@@ -233,23 +231,89 @@ class Lifecycle:
             key = ImageKey(account, aws.get("region", ""), ecr["repository"], tag or digest)
             image = self._image(key)
             scan, new_scan = self._scan(key, digest, scan_time, tag, image, log_info, ecr)
-        plan = _Plan(stream, image, scan, new_scan, _millis(log_info.get("timestamp", "")))
+        event_ms = _millis(log_info.get("timestamp", ""))
         if scan.previous_digest:
             ecr["previous_digest"] = scan.previous_digest
         if kind == "scan_summary":
             ecr["lifecycle"] = True  # its scan_changes event alerts instead (rule 110273)
             total = ecr.get("findings_total")
-            plan.expected = total if isinstance(total, int) else None
+            expected = total if isinstance(total, int) else None
+            self._staged = (stream, image, scan, new_scan, event_ms, expected, None, "", "", "", "", False)
+            return event
+        vulnerability = event.setdefault("vulnerability", {})
+        package = vulnerability.get("package") or {}
+        finding = (vulnerability.get("cve", ""), package.get("name", ""), package.get("version", ""))
+        severity = vulnerability.get("severity", "")
+        fix = ecr.get("fix_available") or ("YES" if package.get("fixed_version") else "")
+        row = image.findings.get(finding)
+        status = vulnerability.get("status")
+        if status == SOLVED:  # Inspector closed it
+            change = "resolved"
+        elif row is None:
+            change = "new"
+        elif row[0] != severity or row[1] != fix:
+            change = "changed"
         else:
-            self._classify(event, ecr, image, scan_time, plan)
-        self._staged = plan
+            change = "persisting"
+        first_seen = row[2] if row else _iso_seconds(scan_time)
+        ecr["change"] = change
+        ecr["first_seen"] = first_seen
+        if status != SUPPRESSED:
+            vulnerability["status"] = SOLVED if change == "resolved" else ACTIVE
+        enhanced = ecr.get("scan_type") == "enhanced" or "finding_arn" in ecr
+        self._staged = (stream, image, scan, new_scan, event_ms, None, finding, change, severity, str(fix),
+                        first_seen, enhanced)  # fmt: skip
         return event
 
     def accept(self) -> None:
         """The event last annotated was delivered (or discarded on purpose): it counts."""
-        plan, self._staged = self._staged, None
-        if plan is not None:
-            self._apply(plan)
+        staged, self._staged = self._staged, None
+        if staged is None:
+            return
+        (
+            stream,
+            image,
+            scan,
+            new_scan,
+            event_ms,
+            expected,
+            finding,
+            change,
+            severity,
+            fix,
+            first_seen,
+            enhanced,
+        ) = staged
+        if new_scan:
+            self._scans[scan.ident] = scan
+            if scan.scan_time >= image.scan_time:
+                image.digest, image.scan_time = scan.digest, scan.scan_time
+        self._by_stream[stream] = (image, scan)
+        if event_ms > image.last_event_ms:
+            image.last_event_ms = event_ms
+        if event_ms > scan.last_event_ms:
+            scan.last_event_ms = event_ms
+        if finding is None:
+            scan.summarised = scan.basic = True
+            scan.expected = expected
+        else:
+            if change == "resolved":
+                image.drop(finding)
+            else:
+                row = image.findings.get(finding)
+                last = row[3] if row is not None and row[3] > scan.scan_time else scan.scan_time
+                image.findings[finding] = image.changed[finding] = (severity, fix, first_seen, last)
+            scan.received += 1
+            if not enhanced:
+                scan.basic = True
+            counts = scan.counts.get(change)
+            if counts is None:
+                counts = scan.counts[change] = {}
+            counts[severity] = counts.get(severity, 0) + 1
+        self._dirty_images.add(image.key)
+        self._dirty_scans.add(scan.ident)
+        if not scan.done and scan.expected is not None and scan.received >= scan.expected:
+            self._finish(scan, complete=True)
 
     def completed(self, account: str, region: str, log_group: str, now_ms: int) -> list[dict[str, Any]]:
         """After a group's pages: close its scans whose late-write window has passed, and give every
@@ -294,67 +358,6 @@ class Lifecycle:
         except sqlite3.Error as exc:
             raise StateError(f"cannot write state file {self.store.path}: {exc}") from exc
 
-    # -- classification --------------------------------------------------------------------------
-
-    def _classify(
-        self, event: dict[str, Any], ecr: dict[str, Any], image: Image, scan_time: str, plan: _Plan
-    ) -> None:
-        vulnerability = event.setdefault("vulnerability", {})
-        package = vulnerability.get("package") or {}
-        finding = (vulnerability.get("cve", ""), package.get("name", ""), package.get("version", ""))
-        severity = vulnerability.get("severity", "")
-        fix = str(ecr.get("fix_available") or ("YES" if package.get("fixed_version") else ""))
-        row = image.findings.get(finding)
-        status = vulnerability.get("status")
-        if status == SOLVED:  # Inspector closed it
-            change = "resolved"
-        elif row is None:
-            change = "new"
-        elif row[0] != severity or row[1] != fix:
-            change = "changed"
-        else:
-            change = "persisting"
-        first_seen = row[2] if row else _iso_seconds(scan_time)
-        ecr["change"] = change
-        ecr["first_seen"] = first_seen
-        if status != SUPPRESSED:
-            vulnerability["status"] = SOLVED if change == "resolved" else ACTIVE
-        plan.finding, plan.change, plan.severity, plan.fix = finding, change, severity, fix
-        plan.first_seen = first_seen
-        plan.enhanced = ecr.get("scan_type") == "enhanced" or "finding_arn" in ecr
-
-    def _apply(self, plan: _Plan) -> None:
-        image, scan = plan.image, plan.scan
-        if plan.new_scan:
-            self._scans[scan.ident] = scan
-            if scan.scan_time >= image.scan_time:
-                image.digest, image.scan_time = scan.digest, scan.scan_time
-        self._by_stream[plan.stream] = (image, scan)
-        image.last_event_ms = max(image.last_event_ms, plan.event_ms)
-        scan.last_event_ms = max(scan.last_event_ms, plan.event_ms)
-        if plan.finding is None:
-            scan.summarised = scan.basic = True
-            scan.expected = plan.expected
-        else:
-            self._apply_finding(plan, image, scan)
-        self._dirty_images.add(image.key)
-        self._dirty_scans.add(scan.ident)
-        if not scan.done and scan.expected is not None and scan.received >= scan.expected:
-            self._finish(scan, complete=True)
-
-    def _apply_finding(self, plan: _Plan, image: Image, scan: Scan) -> None:
-        assert plan.finding is not None
-        if plan.change == "resolved":
-            image.drop(plan.finding)
-        else:
-            row = image.findings.get(plan.finding)
-            last = max(row[3], scan.scan_time) if row else scan.scan_time
-            image.put(plan.finding, [plan.severity, plan.fix, plan.first_seen, last])
-        scan.received += 1
-        scan.basic = scan.basic or not plan.enhanced
-        by_severity = scan.counts.setdefault(plan.change, {})
-        by_severity[plan.severity] = by_severity.get(plan.severity, 0) + 1
-
     # -- finishing a scan ------------------------------------------------------------------------
 
     def _finish(self, scan: Scan, complete: bool) -> None:
@@ -366,7 +369,7 @@ class Lifecycle:
         if complete:
             gone = [k for k, row in image.findings.items() if row[3] < scan.scan_time]
             for finding in sorted(gone):
-                severity, _fix, first_seen, _last = image.drop(finding) or ["", "", "", ""]
+                severity, _fix, first_seen, _last = image.drop(finding) or ("", "", "", "")
                 counts = scan.counts.setdefault("resolved", {})
                 counts[severity] = counts.get(severity, 0) + 1
                 self._outbox.append((*group, _resolved_event(scan, finding, severity, first_seen)))
@@ -421,7 +424,7 @@ class Lifecycle:
             if rows:
                 image.digest, image.scan_time, image.last_event_ms, blob = rows[0]
                 image.findings = _unpack(blob)
-                image.stored = True
+                image.stored, image.stored_meta = True, image.meta
             journal = self._read(
                 "SELECT lines FROM lifecycle_journal WHERE account=? AND region=? AND repository=? AND ref=?"
                 " ORDER BY seq",
@@ -524,13 +527,14 @@ class Lifecycle:
                     key,
                 )
                 image.journaled, image.changed = False, {}
-            image.stored = True
-        else:
+            image.stored, image.stored_meta = True, image.meta
+        elif image.meta != image.stored_meta:  # an UPDATE rewrites the whole row, findings too
             db.execute(
                 "UPDATE lifecycle_images SET digest=?, scan_time=?, last_event_ms=?"
                 " WHERE account=? AND region=? AND repository=? AND ref=?",
-                (image.digest, image.scan_time, image.last_event_ms, *key),
+                (*image.meta, *key),
             )
+            image.stored_meta = image.meta
         if image.changed:
             db.execute(
                 "INSERT INTO lifecycle_journal (account, region, repository, ref, lines) VALUES (?,?,?,?,?)",
@@ -644,41 +648,41 @@ def _why_incomplete(scan: Scan) -> str:
 _CLEAN = str.maketrans("\t\n", "  ")
 
 
-def _line(finding: tuple[str, ...], row: list[str]) -> str:
+def _line(finding: tuple[str, ...], row: Row) -> str:
     line = "\t".join((*finding, *row))
     return line if line.count("\t") == 6 and "\n" not in line else _clean_line(finding, row)
 
 
-def _clean_line(finding: tuple[str, ...], row: list[str]) -> str:
+def _clean_line(finding: tuple[str, ...], row: Row) -> str:
     return "\t".join(value.translate(_CLEAN) for value in (*finding, *row))
 
 
-def _pack(findings: dict[tuple[str, str, str], list[str]]) -> bytes:
+def _pack(findings: dict[tuple[str, str, str], Row]) -> bytes:
     return zlib.compress("\n".join([_line(k, v) for k, v in findings.items()]).encode(), 1)
 
 
-def _unpack(blob: bytes) -> dict[tuple[str, str, str], list[str]]:
+def _unpack(blob: bytes) -> dict[tuple[str, str, str], Row]:
     text = zlib.decompress(blob).decode()
-    findings: dict[tuple[str, str, str], list[str]] = {}
+    findings: dict[tuple[str, str, str], Row] = {}
     for line in text.split("\n") if text else ():
         fields = line.split("\t")
-        findings[(fields[0], fields[1], fields[2])] = fields[3:]
+        findings[(fields[0], fields[1], fields[2])] = tuple(fields[3:])
     return findings
 
 
-def _journal_lines(changed: dict[tuple[str, str, str], list[str] | None]) -> str:
+def _journal_lines(changed: dict[tuple[str, str, str], Row | None]) -> str:
     """`+<line>` for a finding added or updated, `-<cve, package, version>` for one removed."""
     return "\n".join(["-" + "\t".join(k) if v is None else "+" + _line(k, v) for k, v in changed.items()])
 
 
-def _replay_journal(findings: dict[tuple[str, str, str], list[str]], lines: str) -> None:
+def _replay_journal(findings: dict[tuple[str, str, str], Row], lines: str) -> None:
     for line in lines.split("\n"):
         fields = line[1:].split("\t")
         finding = (fields[0], fields[1], fields[2])
         if line[0] == "-":
             findings.pop(finding, None)
         else:
-            findings[finding] = fields[3:]
+            findings[finding] = tuple(fields[3:])
 
 
 @functools.lru_cache(maxsize=4096)
