@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import run_cli
+from conftest import EVENT_HEADER, run_cli
 from lambda_writer import Scan, recording_lines, write_scan
 from ruletest import project_engine
 from test_lifecycle import finding, scan
@@ -177,7 +177,8 @@ class ClosingReceiver:
     def _take(self) -> None:
         while len(self.events) < self.keep:
             data = self.sock.recv(1 << 17)
-            self.events.append(json.loads(data.split(b":", 2)[2]))
+            if data.startswith(EVENT_HEADER):  # status lines are not counted
+                self.events.append(json.loads(data[len(EVENT_HEADER) :]))
         self.sock.close()
         os.unlink(self.path)
 
