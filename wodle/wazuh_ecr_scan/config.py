@@ -80,6 +80,9 @@ class Settings:
     raw_discard_regex: re.Pattern[str] | None = None
     # --config: one Settings per <service type="cloudwatchlogs"> block, each read in every pass.
     services: tuple[Settings, ...] = ()
+    # Finding lifecycle (lifecycle.py); images not scanned for lifecycle_days are forgotten.
+    lifecycle: bool = False
+    lifecycle_days: int = 90
 
     @property
     def account(self) -> str:
@@ -186,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for another instance using the same state file (default 60), then exit 6",
     )
+    p.add_argument("--lifecycle", action="store_true", help="mark findings new/persisting/changed/resolved")
+    p.add_argument("--lifecycle_days", type=int, default=90, help="forget images not scanned for N days")
     return p
 
 
@@ -312,7 +317,15 @@ def _from_args(args: argparse.Namespace) -> Settings:
         check_config=args.check_config,
         log_file=args.log_file,
         lock_wait_s=args.lock_wait,
+        lifecycle=args.lifecycle,
+        lifecycle_days=_positive(args.lifecycle_days, "--lifecycle_days"),
     )
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise ConfigError(f"{flag} must be at least 1")
+    return value
 
 
 def explicit_flags(argv: list[str] | None) -> set[str]:

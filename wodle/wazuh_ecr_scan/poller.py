@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import botocore.exceptions
 
+from wazuh_ecr_scan import lifecycle
 from wazuh_ecr_scan.aws import describe_error, error_code, is_credentials_error, no_credentials_message
 from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.discard import Discarder, rule_of
@@ -112,6 +113,7 @@ class Poller:
         self._readers: dict[str, Reader] = {}
         self.discarder = Discarder(rule_of(settings))
         self._finished: list[tuple[Source, GroupKey, int]] = []  # groups whose old streams may be removed
+        self.lifecycle = lifecycle.make(state, self.late_ms, settings.lifecycle, settings.lifecycle_days)
 
     def run_pass(self, sources: list[Source]) -> PassStats:
         stats = PassStats()
@@ -346,10 +348,23 @@ class Poller:
             self._deliver_page(job.key, page, stats)
             if self.should_stop():
                 return  # what was delivered is committed; the group's window stays where it was
+        self._send_lifecycle_events(job, stats)
         self._finish_group(job.source, job.key, job.now_ms)
         if job.sent_window is not None:
             self.state.move_first_start(job.key, job.start_ms)
         self._completed += 1
+
+    def _send_lifecycle_events(self, job: _GroupJob, stats: GroupStats) -> None:
+        """After a group's pages: its finished scans' resolved findings and scan_changes (lifecycle.py)."""
+        now_ms = self._aws_time(job.source, job.key, job.now_ms)
+        for event in self.lifecycle.completed(job.key.account, job.key.region, job.key.log_group, now_ms):
+            if self.discarder.discards(event, None, "", f"{job.key.log_group}: {event['aws']['event_type']}"):
+                stats.discarded += 1
+                continue
+            self.sender.send(encode_event(event))
+            stats.findings += event["aws"]["event_type"] == "finding"
+        self.sender.flush()
+        self.lifecycle.sent()
 
     def _finish_group(self, source: Source, key: GroupKey, now_ms: int) -> None:
         if not source.time_filtered:
@@ -420,6 +435,7 @@ class Poller:
                     else:
                         self.sender.send(datagram)
                         self._account(event, raw, stats)
+                    self.lifecycle.accept()  # only a delivered (or discarded) event counts
                 seen.add(ident)
                 delivered.append(raw)
         except BaseException:
@@ -433,6 +449,7 @@ class Poller:
         once, here, for both."""
         payload = parse_message(raw.message)
         event = flatten(raw, key.region, self.settings.log_group_prefix, payload)
+        event = self.lifecycle.annotate(key.account, event)
         if self.discarder.discards(event, payload, raw.message, _where(raw)):
             return event, None
         return event, encode_event(event)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from wazuh_ecr_scan import lifecycle
 from wazuh_ecr_scan.errors import StateError
 from wazuh_ecr_scan.flatten import LogEvent
 from wazuh_ecr_scan.logs import log
@@ -100,6 +101,7 @@ class StateStore:
             _create_private(path)
             self._lock_fd = _lock(path + ".lock", lock_wait_s)
         self.db = self._connect()
+        self.writers: list = []  # called in every transaction with the connection (lifecycle.py's tables)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -306,6 +308,7 @@ class StateStore:
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             _migrate(db)
+            lifecycle.migrate(db)
         except sqlite3.Error as exc:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
@@ -320,6 +323,8 @@ class _Transaction:
     def __enter__(self) -> sqlite3.Connection:
         try:
             self.store.db.execute("BEGIN IMMEDIATE")
+            for write in self.store.writers:
+                write(self.store.db)
         except sqlite3.Error as error:
             raise self.store.write_error(error) from error
         return self.store.db
