@@ -289,7 +289,9 @@ def test_reference_samples_flatten_without_a_single_unparsed(sample):
         pytest.skip("../shared/fixtures-reference is not beside this checkout")
     document = json.loads(path.read_text())
     reader = ReplayReader(str(path), "us-east-1", ())
-    events = [flatten(e, "us-east-1") for page in reader.pages(document["logGroupName"], 0) for e in page]
+    events = [
+        flatten(e, "us-east-1") for page in reader.pages(document["logGroupName"], 0) for e in page.events
+    ]
     detail = document["triggerEvent"]["detail"]
     counts = detail["finding-severity-counts"]
     types = [e["aws"]["event_type"] for e in events]
@@ -325,7 +327,7 @@ def test_a_stream_split_across_recording_objects_keeps_every_event(tmp_path):
 
     path = tmp_path / "appended.json"
     path.write_text(json.dumps([part("CVE-2025-0001"), part("CVE-2025-0002")]))
-    events = [e for page in ReplayReader(str(path), "us-east-1", ()).pages(GROUP, 0) for e in page]
+    events = [e for page in ReplayReader(str(path), "us-east-1", ()).pages(GROUP, 0) for e in page.events]
     assert len({(e.log_stream, e.event_id) for e in events}) == 2
     assert sorted(json.loads(e.message)["name"] for e in events) == ["CVE-2025-0001", "CVE-2025-0002"]
 

@@ -20,7 +20,7 @@ from lxml import etree
 from wazuh_ecr_scan import install as installer
 from wazuh_ecr_scan.cli import main
 from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG
-from wazuh_ecr_scan.install import Owner, Owners, Source
+from wazuh_ecr_scan.install import Owner, Owners, ProjectFiles
 
 RECORDING = str(ROOT / "tests" / "recordings" / "multi-repo.jsonl")
 BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1))"  # how the launcher starts Python (isolated)
@@ -44,7 +44,7 @@ def wazuh(tmp_path) -> Path:
 
 
 @pytest.fixture
-def source(tmp_path) -> Source:
+def source(tmp_path) -> ProjectFiles:
     """The project tree: its launcher, template and example, and its rules and decoders (a made-up one
     of each when the project has none yet)."""
     root = tmp_path / "src"
@@ -57,7 +57,7 @@ def source(tmp_path) -> Source:
             shutil.copy2(path, root / kind / path.name)
         if not any((root / kind).glob("*.xml")):
             (root / kind / f"9999-test_{kind}.xml").write_text(f"<!-- {kind} -->\n")
-    return Source(root)
+    return ProjectFiles(root)
 
 
 def mode(path: Path) -> int:

@@ -3,13 +3,16 @@ where reading starts, what a replay may change, and what is committed when sendi
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from botocore.exceptions import ClientError
+from wazuh_ecr_scan import cli
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import AnalysisdUnavailable
-from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.events import LogEvent, Page
 from wazuh_ecr_scan.poller import COMMIT_EVERY, Poller, Source
 from wazuh_ecr_scan.state import GroupKey, StateStore
 
@@ -30,6 +33,7 @@ class FakeReader:
         self.events: dict[str, list[LogEvent]] = {}
         self.page_size = page_size
         self.starts: dict[str, int] = {}
+        self.server_times_ms: dict[str, int] = {}  # the Date header of each group's pages
 
     def put(self, group: str, timestamp: int, n: int = 1) -> None:
         events = self.events.setdefault(group, [])
@@ -41,12 +45,13 @@ class FakeReader:
     def groups(self, names: tuple[str, ...], prefix: str) -> list[str]:
         return sorted(self.events)
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         self.starts[log_group] = start_ms
+        server_ms = self.server_times_ms.get(log_group)
         matching = [e for e in self.events[log_group] if e.timestamp >= start_ms]
         for i in range(0, len(matching), self.page_size):
-            yield matching[i : i + self.page_size]
-        yield []
+            yield Page(matching[i : i + self.page_size], server_ms)
+        yield Page([], server_ms)
 
 
 class FakeSender:
@@ -103,7 +108,7 @@ class FlakyReader(FakeReader):
         super().__init__(page_size)
         self.failing: set[str] = set()
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         if log_group in self.failing:
             raise ClientError({"Error": {"Code": "ThrottlingException"}}, "FilterLogEvents")
         yield from super().pages(log_group, start_ms)
@@ -173,7 +178,7 @@ class SlowPassReader(FakeReader):
         super().__init__()
         self.clock = clock
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         yield from super().pages(log_group, start_ms)
         if log_group == A and B not in self.events:
             self.put(B, self.clock.now_ms + 10 * MIN)
@@ -282,8 +287,58 @@ def test_remove_log_streams_forgets_a_stream_that_is_already_gone(caplog):
     assert "cannot remove log stream" not in caplog.text
 
 
+class DeletingReader(FakeReader):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deletes: list[str] = []
+
+    def delete_stream(self, log_group: str, log_stream: str) -> None:
+        self.deletes.append(log_stream)
+
+
+class SlowReadReader(FakeReader):
+    """A long read: each later page is dated an hour after the group's first."""
+
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
+        for n, page in enumerate(super().pages(log_group, start_ms)):
+            yield replace(page, server_time_ms=page.server_time_ms + n * 60 * MIN)
+
+
+def test_aws_time_comes_from_the_groups_first_page_not_a_later_one():
+    """The window ends where AWS's clock stood when the read began: late writes during a long read are
+    read again by the next pass."""
+    reader, sender, state = SlowReadReader(page_size=1), FakeSender(), StateStore(":memory:")
+    aws_now = MIDNIGHT + 3_600_000
+    reader.put(A, aws_now - 60_000, n=3)
+    reader.server_times_ms = {A: aws_now}
+    poller(state, sender, Clock(aws_now + 7 * 60 * MIN)).run_pass([Source("default", reader)])
+    assert state.read_until(GroupKey("default", "us-east-1", A)) == aws_now
+
+
+def test_a_reader_shown_on_the_progress_line_keeps_aws_time_and_stream_removal(monkeypatch):
+    """The terminal progress line wraps the reader: both the Date of its pages and its stream deletion
+    must still reach the poller."""
+    monkeypatch.setattr(cli.PROGRESS, "enabled", True)
+    monkeypatch.setattr(cli.PROGRESS, "stream", io.StringIO())
+    reader, sender, state = DeletingReader(), FakeSender(), StateStore(":memory:")
+    aws_now = MIDNIGHT + 3_600_000
+    reader.put(A, aws_now - 60_000)
+    reader.server_times_ms = {A: aws_now}
+    wrapped = cli._wrap(reader, Settings())
+    assert wrapped is not reader
+    clock = Clock(aws_now + 3_600_000)
+    poller(state, sender, clock, remove_log_streams=True).run_pass([Source("default", wrapped)])
+    assert state.read_until(GroupKey("default", "us-east-1", A)) == aws_now
+    assert reader.deletes == []  # its scan may still be writing
+
+    reader.server_times_ms = {A: aws_now + 60 * MIN}
+    clock.now_ms += 60 * MIN
+    poller(state, sender, clock, remove_log_streams=True).run_pass([Source("default", wrapped)])
+    assert reader.deletes == [STREAM]
+
+
 class DeletedGroupReader(FakeReader):
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         if log_group == B:
             raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "FilterLogEvents")
         yield from super().pages(log_group, start_ms)

@@ -19,7 +19,7 @@ from fault_proxy import FaultProxy
 from lambda_writer import make_scan, write_scan
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import CredentialsError
-from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.events import LogEvent, Page
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.prefetch import Prefetcher
 from wazuh_ecr_scan.state import StateStore
@@ -149,7 +149,7 @@ class FakeReader:
             raise self._listing_error
         return sorted(self._pages)
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         self.threads.add(threading.current_thread().name)
         self.starts[log_group] = start_ms
         for index, page in enumerate(self._pages[log_group]):
@@ -157,7 +157,7 @@ class FakeReader:
             if failing is not None and failing[0] == index:
                 raise failing[1]
             time.sleep(0.001)
-            yield [e for e in page if e.timestamp >= start_ms]
+            yield Page([e for e in page if e.timestamp >= start_ms])
 
 
 class ListSender:

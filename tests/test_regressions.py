@@ -8,16 +8,21 @@ constant in the module must fail here."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from collections.abc import Iterator
 
+import botocore.exceptions
+import botocore.session
 import pytest
+from botocore.stub import Stubber
 from lambda_writer import make_scan, recording_lines
 from wazuh_ecr_scan.cli import main
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.encode import EVENT_HEADER, encode_event
 from wazuh_ecr_scan.errors import AnalysisdUnavailable
-from wazuh_ecr_scan.flatten import LogEvent, flatten
+from wazuh_ecr_scan.events import LogEvent, Page
+from wazuh_ecr_scan.flatten import flatten
 from wazuh_ecr_scan.logs import mask
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.reader import CloudWatchReader
@@ -51,9 +56,9 @@ class Log:
     def groups(self, names: tuple[str, ...], prefix: str) -> list[str]:
         return [GROUP]
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         self.starts.append(start_ms)
-        yield [e for e in self.events if e.timestamp >= start_ms]
+        yield Page([e for e in self.events if e.timestamp >= start_ms])
 
 
 class Collect:
@@ -116,22 +121,21 @@ def test_a_first_pass_reads_an_event_exactly_at_midnight_utc():
     assert sender.ids == ["midnight"]
 
 
-class FilterLogEventsClient:
-    """boto3's filter_log_events as AWS answers it: `startTime` is inclusive."""
-
-    def __init__(self, timestamps: list[int]) -> None:
-        self.events = [
-            {"logStreamName": STREAM, "eventId": str(t), "timestamp": t, "message": "{}"} for t in timestamps
-        ]
-
-    def filter_log_events(self, logGroupName: str, startTime: int, **_: object) -> dict:
-        return {"events": [e for e in self.events if e["timestamp"] >= startTime]}
-
-
 def test_the_cloudwatch_reader_asks_for_events_from_the_window_start_itself():
-    reader = CloudWatchReader(FilterLogEventsClient([MIDNIGHT - 1, MIDNIGHT, MIDNIGHT + 1]), "us-east-1")
-    timestamps = [e.timestamp for page in reader.pages(GROUP, MIDNIGHT) for e in page]
-    assert timestamps == [MIDNIGHT, MIDNIGHT + 1]
+    """FilterLogEvents' `startTime` is inclusive (AWS answers events at it): the window start itself."""
+    client = botocore.session.get_session().create_client(
+        "logs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    answer = [
+        {"logStreamName": STREAM, "eventId": str(t), "timestamp": t, "message": "{}"}
+        for t in (MIDNIGHT, MIDNIGHT + 1)
+    ]
+    with Stubber(client) as stub:
+        stub.add_response(
+            "filter_log_events", {"events": answer}, {"logGroupName": GROUP, "startTime": MIDNIGHT}
+        )
+        pages = list(CloudWatchReader(client, "us-east-1").pages(GROUP, MIDNIGHT))
+    assert [e.event_id for page in pages for e in page.events] == [str(MIDNIGHT), str(MIDNIGHT + 1)]
 
 
 def test_a_replay_keeps_an_event_exactly_at_only_logs_after(tmp_path, capsys):
@@ -297,3 +301,16 @@ def test_temporary_key_ids_session_tokens_and_secrets_are_masked_without_being_r
         assert secret not in masked
     # what is cut is the secret itself, not the whole line
     assert "***" in masked and len(masked) < len(line)
+
+
+def test_a_next_token_answered_twice_is_an_error_not_an_endless_read():
+    """botocore's paginator refuses a token it was already given: the group is skipped, not read forever."""
+    client = botocore.session.get_session().create_client(
+        "logs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    with Stubber(client) as stub:
+        stub.add_response("filter_log_events", {"events": [], "nextToken": "same"})
+        stub.add_response("filter_log_events", {"events": [], "nextToken": "same"})
+        pages = CloudWatchReader(client, "us-east-1").pages(GROUP, MIDNIGHT)
+        with pytest.raises(botocore.exceptions.PaginationError):
+            list(itertools.islice(pages, 5))

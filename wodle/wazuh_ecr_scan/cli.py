@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
 
 from wazuh_ecr_scan import discard, encode
 from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session, resolve_account
@@ -31,7 +30,7 @@ from wazuh_ecr_scan.errors import (
     CredentialsError,
     FatalError,
 )
-from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.events import Page
 from wazuh_ecr_scan.logs import PROGRESS, local_only, log, setup_logging
 from wazuh_ecr_scan.metrics import PassStats
 from wazuh_ecr_scan.poller import Poller, Source
@@ -245,19 +244,20 @@ def _wrap(reader: Reader, settings: Settings) -> Reader:
 
 
 class _ReaderView:
-    """A reader seen through a filter; everything else (region, delete_stream) is the reader's own."""
+    """A reader seen through a filter: each method of the Reader protocol, passed on unless overridden."""
 
     def __init__(self, reader: Reader) -> None:
         self._reader = reader
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reader, name)
+        self.region = reader.region
 
     def groups(self, names: tuple[str, ...], prefix: str) -> list[str]:
         return self._reader.groups(names, prefix)
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         return self._reader.pages(log_group, start_ms)
+
+    def delete_stream(self, log_group: str, log_stream: str) -> None:
+        self._reader.delete_stream(log_group, log_stream)
 
 
 class _PassProgress:
@@ -286,7 +286,7 @@ class _ProgressReader(_ReaderView):
         self._positions = {group: n for n, group in enumerate(groups, 1)}
         return groups
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         position = f"{self._positions.get(log_group, 0)}/{len(self._positions)}"
         _PROGRESS_STATE.group = log_group
         _PROGRESS_STATE.where = f"[{self.account} {self._reader.region} {position}]"

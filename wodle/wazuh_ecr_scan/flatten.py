@@ -9,11 +9,11 @@ import functools
 import json
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from wazuh_ecr_scan.enhanced import SCANNER_VENDOR as ENHANCED_VENDOR
 from wazuh_ecr_scan.enhanced import enhanced_fields, is_enhanced, unique_key
+from wazuh_ecr_scan.events import LogEvent  # also imported from here by older code
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX, parse_stream_name, repository_of
 
 SOURCE = "ecr_image_scan"
@@ -72,17 +72,6 @@ DESCRIPTION_FIXED_FIELDS = {
     "scan_status": (("aws", "ecr", "image_digest"),),
 }
 MIN_DESCRIPTION_FIELD = 64
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    """One event as CloudWatch Logs returns it (FilterLogEvents shape)."""
-
-    log_group: str
-    log_stream: str
-    event_id: str
-    timestamp: int
-    message: str
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}

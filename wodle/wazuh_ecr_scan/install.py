@@ -82,7 +82,7 @@ class Owners:
 
 
 @dataclass(frozen=True)
-class Source:
+class ProjectFiles:
     """What install copies: the running package, and the launcher, rules, decoders and examples of the
     project tree it comes from (a checkout or an unpacked sdist)."""
 
@@ -125,7 +125,7 @@ def main(argv: list[str], make_venv: VenvMaker | None = None) -> int:
         if args.command == "uninstall":
             uninstall(root, purge=args.purge, force=args.force)
             return EXIT_OK
-        source = Source(Path(args.source).resolve() if args.source else _project_root())
+        source = ProjectFiles(Path(args.source).resolve() if args.source else _project_root())
         install(
             source,
             root,
@@ -182,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def install(
-    source: Source,
+    source: ProjectFiles,
     root: Path,
     owners: Owners,
     ruleset: bool = True,
@@ -207,7 +207,7 @@ def install(
     return outcome
 
 
-def _install_wodle(source: Source, root: Path, owners: Owners, outcome: Outcome) -> None:
+def _install_wodle(source: ProjectFiles, root: Path, owners: Owners, outcome: Outcome) -> None:
     _ensure_dir(root, WODLE_DIR, 0o750, owners.wodle)
     launcher = WODLE_DIR / LAUNCHER
     status = copy_file(source.launcher.read_bytes(), root, launcher, 0o750, owners.wodle)
@@ -239,7 +239,7 @@ def _install_package(package: Path, root: Path, owners: Owners, outcome: Outcome
     outcome.lines.append(f"  {'module':<9} {relative}/ ({len(wanted)} files: {summary})")
 
 
-def _install_ruleset(source: Source, root: Path, owners: Owners, outcome: Outcome) -> None:
+def _install_ruleset(source: ProjectFiles, root: Path, owners: Owners, outcome: Outcome) -> None:
     for kind, directory in RULESET_DIRS.items():
         files = source.ruleset(kind)
         if not files:
@@ -634,7 +634,9 @@ def _recorded_python(root: Path) -> Path | None:
 # -- ossec.conf ------------------------------------------------------------------------------------
 
 
-def _report_ossec_conf(source: Source, root: Path, wodle: bool, ruleset: bool, ruleset_changed: bool) -> None:
+def _report_ossec_conf(
+    source: ProjectFiles, root: Path, wodle: bool, ruleset: bool, ruleset_changed: bool
+) -> None:
     ossec_conf = root / "etc" / "ossec.conf"
     for line, group in stock_wodle_reads_ecr_groups(ossec_conf):
         log.warning(
@@ -712,7 +714,7 @@ def ossec_conf_runs_module(path: Path) -> int | None:
     return None
 
 
-def command_block(source: Source, root: Path) -> str:
+def command_block(source: ProjectFiles, root: Path) -> str:
     """The `<wodle name="command">` block of ossec.conf.example, with this installation's path."""
     match = re.search(r'[ \t]*<wodle name="command">.*?</wodle>', source.example.read_text(), re.DOTALL)
     if match is None:
@@ -782,7 +784,7 @@ def _project_root() -> Path:
     return Path(sys.prefix) / "share" / "wazuh-ecr-scan"
 
 
-def _check_source(source: Source, wodle: bool, ruleset: bool) -> None:
+def _check_source(source: ProjectFiles, wodle: bool, ruleset: bool) -> None:
     needed = [source.launcher, source.config_template, source.example] if wodle else []
     needed += [source.root / kind for kind in RULESET_DIRS] if ruleset else []
     missing = [str(p) for p in needed if not p.exists()]

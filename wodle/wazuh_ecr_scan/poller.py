@@ -25,7 +25,8 @@ from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.discard import Discarder, rule_of
 from wazuh_ecr_scan.encode import encode_event
 from wazuh_ecr_scan.errors import CredentialsError, FatalError
-from wazuh_ecr_scan.flatten import LogEvent, flatten, parse_message
+from wazuh_ecr_scan.events import LogEvent, Page
+from wazuh_ecr_scan.flatten import flatten, parse_message
 from wazuh_ecr_scan.logs import DETAIL, local_only, log
 from wazuh_ecr_scan.metrics import GroupStats, PassStats
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
@@ -334,29 +335,33 @@ class Poller:
             yield from filter(None, turn)
 
     @staticmethod
-    def _job_pages(job: _GroupJob | _ListingFailed) -> Callable[[], Iterator[list[LogEvent]]] | None:
+    def _job_pages(job: _GroupJob | _ListingFailed) -> Callable[[], Iterator[Page]] | None:
         if isinstance(job, _ListingFailed):
             return None
         return functools.partial(job.source.reader.pages, job.key.log_group, job.start_ms)
 
-    def _read_job(self, job: _GroupJob, pages: Iterable[list[LogEvent]], stats: GroupStats) -> None:
+    def _read_job(self, job: _GroupJob, pages: Iterable[Page], stats: GroupStats) -> None:
         log.debug("group %s: reading from %d", job.key.log_group, job.start_ms)
+        server_ms: int | None = None
         for page in pages:
+            if not stats.pages:
+                server_ms = page.server_time_ms
             stats.pages += 1
+            events = page.events
             if job.sent_window is not None:
-                page = _outside(page, job.sent_window, stats)
-            self._deliver_page(job.key, page, stats)
+                events = _outside(events, job.sent_window, stats)
+            self._deliver_page(job.key, events, stats)
             if self.should_stop():
                 return  # what was delivered is committed; the group's window stays where it was
-        self._send_lifecycle_events(job, stats)
-        self._finish_group(job.source, job.key, job.now_ms)
+        now_ms = self._aws_time(server_ms, job.key, job.now_ms)
+        self._send_lifecycle_events(job, stats, now_ms)
+        self._finish_group(job.source, job.key, now_ms)
         if job.sent_window is not None:
             self.state.move_first_start(job.key, job.start_ms)
         self._completed += 1
 
-    def _send_lifecycle_events(self, job: _GroupJob, stats: GroupStats) -> None:
+    def _send_lifecycle_events(self, job: _GroupJob, stats: GroupStats, now_ms: int) -> None:
         """After a group's pages: its finished scans' resolved findings and scan_changes (lifecycle.py)."""
-        now_ms = self._aws_time(job.source, job.key, job.now_ms)
         for event in self.lifecycle.completed(job.key.account, job.key.region, job.key.log_group, now_ms):
             if self.discarder.discards(event, None, "", f"{job.key.log_group}: {event['aws']['event_type']}"):
                 stats.discarded += 1
@@ -369,7 +374,6 @@ class Poller:
     def _finish_group(self, source: Source, key: GroupKey, now_ms: int) -> None:
         if not source.time_filtered:
             return  # a replay de-duplicates by id only: the live reading window is not its to move
-        now_ms = self._aws_time(source, key, now_ms)
         forget_before = now_ms - self.late_ms
         remove = self.settings.remove_log_streams
         if remove:
@@ -377,10 +381,9 @@ class Poller:
         # With stream removal, a stream's row goes only once it was deleted, so a failed delete is retried.
         self.state.finish_group(key, now_ms, forget_before, prune_streams=not remove)
 
-    def _aws_time(self, source: Source, key: GroupKey, now_ms: int) -> int:
-        """The earlier of this host's time when the groups were listed and AWS's (Date of the group's
-        first page): a host clock running ahead must not move the window past late writes."""
-        server_ms = getattr(source.reader, "server_times_ms", {}).get(key.log_group)
+    def _aws_time(self, server_ms: int | None, key: GroupKey, now_ms: int) -> int:
+        """The earlier of this host's time when the groups were listed and AWS's (`server_ms`, the Date
+        of the group's first page): a host clock running ahead must not move the window past late writes."""
         if server_ms is None:
             return now_ms
         if now_ms - server_ms > CLOCK_SKEW_WARNING_MS and not self._skew_reported:
@@ -488,9 +491,6 @@ class Poller:
         calls, stopping on a signal between calls. What is left is removed by later passes."""
         budget = MAX_STREAM_DELETIONS
         for source, key, before_ms in self._finished:
-            delete = getattr(source.reader, "delete_stream", None)
-            if delete is None:
-                continue
             for stream in self.state.streams_done_before(key, before_ms):
                 if self.should_stop():
                     return
@@ -501,7 +501,7 @@ class Poller:
                     )
                     return
                 budget -= 1
-                self._remove_stream(delete, key, stream)
+                self._remove_stream(source.reader.delete_stream, key, stream)
 
     def _remove_stream(self, delete: Callable[[str, str], None], key: GroupKey, stream: str) -> None:
         try:

@@ -7,29 +7,31 @@ finished only when no nextToken comes back.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.events import LogEvent, Page
 
 
 class Reader(Protocol):
+    """Where a pass's events come from: CloudWatch Logs, or a recording (replay.py)."""
+
     region: str
 
     def groups(self, names: tuple[str, ...], prefix: str) -> list[str]: ...
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]: ...
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]: ...
+
+    def delete_stream(self, log_group: str, log_stream: str) -> None:
+        """--remove-log-streams: the poller calls it for streams whose events were all read."""
+        ...
 
 
 class CloudWatchReader:
     def __init__(self, client: Any, region: str) -> None:
         self.client = client
         self.region = region
-        # AWS's clock (the Date header) at each group's first page: the reading window is AWS's, and a
-        # host clock running ahead would otherwise move it past late writes.
-        self.server_times_ms: dict[str, int] = {}
 
     def groups(self, names: tuple[str, ...], prefix: str) -> list[str]:
         """Exact names as given; an entry ending in '*' is a prefix; none at all: discover by `prefix`."""
@@ -49,28 +51,26 @@ class CloudWatchReader:
             for group in page.get("logGroups", [])
         ]
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
-        request: dict[str, Any] = {"logGroupName": log_group, "startTime": max(start_ms, 0)}
-        self.server_times_ms.pop(log_group, None)
-        while True:
-            response = self.client.filter_log_events(**request)
-            if "nextToken" not in request:
-                self._note_server_time(log_group, response)
-            yield [
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
+        """botocore's paginator: it follows nextToken through partial and empty pages, and raises
+        PaginationError when AWS hands back the token it was given (a loop that would never end)."""
+        paginator = self.client.get_paginator("filter_log_events")
+        for response in paginator.paginate(logGroupName=log_group, startTime=max(start_ms, 0)):
+            events = [
                 LogEvent(log_group, e["logStreamName"], e["eventId"], e["timestamp"], e["message"])
                 for e in response.get("events", [])
             ]
-            token = response.get("nextToken")
-            if not token:
-                return
-            request["nextToken"] = token
-
-    def _note_server_time(self, log_group: str, response: dict[str, Any]) -> None:
-        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-        # No usable Date header: the host's clock is used. Whole seconds, and the answer was dated after
-        # the request: one second less is safe.
-        with contextlib.suppress(TypeError, ValueError, IndexError):
-            self.server_times_ms[log_group] = int(parsedate_to_datetime(date).timestamp() - 1) * 1000
+            yield Page(events, _server_time_ms(response))
 
     def delete_stream(self, log_group: str, log_stream: str) -> None:
         self.client.delete_log_stream(logGroupName=log_group, logStreamName=log_stream)
+
+
+def _server_time_ms(response: dict[str, Any]) -> int | None:
+    """AWS's clock when it answered (the Date header), or None when there is no usable one."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    # Whole seconds, and the answer was dated after the request: one second less is safe.
+    try:
+        return int(parsedate_to_datetime(date).timestamp() - 1) * 1000
+    except (TypeError, ValueError, IndexError):
+        return None

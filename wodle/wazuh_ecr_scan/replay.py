@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from wazuh_ecr_scan.errors import ConfigError
-from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.events import LogEvent, Page
 
 PAGE_SIZE = 1000
 # Indexing needs only each line's group: a full json.loads of every line would double the replay's cost.
@@ -44,7 +44,7 @@ class ReplayReader:
         prefixes = tuple(n[:-1] for n in names if n.endswith("*"))
         return [g for g in present if g in wanted or (prefixes and g.startswith(prefixes))]
 
-    def pages(self, log_group: str, start_ms: int) -> Iterator[list[LogEvent]]:
+    def pages(self, log_group: str, start_ms: int) -> Iterator[Page]:
         events = self._loaded.get(log_group)
         source = iter(events) if events is not None else self._read_lines(log_group)
         page: list[LogEvent] = []
@@ -52,9 +52,14 @@ class ReplayReader:
             if event.timestamp >= start_ms:
                 page.append(event)
             if len(page) == PAGE_SIZE:
-                yield page
+                yield Page(page)
                 page = []
-        yield page
+        yield Page(page)
+
+    def delete_stream(self, log_group: str, log_stream: str) -> None:
+        """Never called: a replay does not move the reading window, so no stream of it comes due for
+        --remove-log-streams (poller._finish_group)."""
+        raise NotImplementedError(f"--replay {self.path}: a recording's log streams cannot be removed")
 
     # -- JSON Lines ------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from wazuh_ecr_scan import lifecycle
 from wazuh_ecr_scan.errors import StateError
-from wazuh_ecr_scan.flatten import LogEvent
+from wazuh_ecr_scan.events import LogEvent
 from wazuh_ecr_scan.logs import log
 
 SCHEMA_VERSION = 3
