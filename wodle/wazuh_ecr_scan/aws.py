@@ -20,6 +20,21 @@ from wazuh_ecr_scan.values import ROLE_ARN_RE
 ROLE_SESSION_NAME = "wazuh-ecr-scan"
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
+# What AWS answers, in one place: every module that classifies an AWS failure takes its codes from here.
+AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+NOT_FOUND_CODE = "ResourceNotFoundException"  # a log group or stream that does not exist (any more)
+DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"}
+# Errors a later pass will most likely get past by itself: a warning, not an error.
+TRANSIENT_CODES = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServiceUnavailableException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalServerError",
+}
 CREDENTIAL_ERROR_CODES = {
     "UnrecognizedClientException",
     "InvalidClientTokenId",
@@ -88,7 +103,7 @@ def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3
         kwargs["DurationSeconds"] = settings.iam_role_duration
     try:
         credentials = sts.assume_role(**kwargs)["Credentials"]
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+    except AWS_ERRORS as exc:
         raise CredentialsError(f"cannot assume role {settings.iam_role_arn}: {describe_error(exc)}") from exc
     for secret in (credentials["SecretAccessKey"], credentials["SessionToken"], credentials["AccessKeyId"]):
         register_secret(secret)
@@ -123,7 +138,7 @@ def resolve_account(settings: Settings, session: boto3.Session, region: str, cou
         ratelimit.shared(settings.max_rate).attach(sts)
         try:
             _ACCOUNTS[access_key] = sts.get_caller_identity()["Account"]
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             if is_credentials_error(exc):
                 raise CredentialsError(f"AWS rejected the credentials: {describe_error(exc)}") from exc
             if settings.aws_account_id:

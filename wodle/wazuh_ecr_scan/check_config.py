@@ -21,6 +21,8 @@ import boto3
 
 from wazuh_ecr_scan import __version__, discard, ossec_config
 from wazuh_ecr_scan.aws import (
+    AWS_ERRORS,
+    DENIED_CODES,
     CallCounter,
     client_config,
     describe_error,
@@ -32,9 +34,7 @@ from wazuh_ecr_scan.aws import (
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import EXIT_INTERNAL, EXIT_OK, CredentialsError
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
-from wazuh_ecr_scan.poller import AWS_ERRORS
 
-DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"}
 LISTED_GROUPS = 50
 
 

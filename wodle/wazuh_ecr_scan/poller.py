@@ -20,7 +20,15 @@ from dataclasses import dataclass, replace
 import botocore.exceptions
 
 from wazuh_ecr_scan import lifecycle
-from wazuh_ecr_scan.aws import describe_error, error_code, is_credentials_error, no_credentials_message
+from wazuh_ecr_scan.aws import (
+    AWS_ERRORS,
+    NOT_FOUND_CODE,
+    TRANSIENT_CODES,
+    describe_error,
+    error_code,
+    is_credentials_error,
+    no_credentials_message,
+)
 from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.discard import Discarder, rule_of
 from wazuh_ecr_scan.encode import encode_event
@@ -41,18 +49,6 @@ CLOCK_SKEW_WARNING_MS = 60_000
 # --remove-log-streams: DeleteLogStream calls per pass, after every group was read; the rest wait for the
 # next pass (their rows stay in the state), so a writer creating streams faster cannot starve reading.
 MAX_STREAM_DELETIONS = 100
-AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
-# Errors a later pass will most likely get past by itself: a warning, not an error.
-TRANSIENT_CODES = {
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "ServiceUnavailableException",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "InternalServerError",
-}
 
 
 @dataclass
@@ -507,7 +503,7 @@ class Poller:
         try:
             delete(key.log_group, stream)
         except AWS_ERRORS as exc:
-            if error_code(exc) == "ResourceNotFoundException":  # already gone (by hand, retention)
+            if error_code(exc) == NOT_FOUND_CODE:  # already gone (by hand, retention)
                 self.state.forget_stream(key, stream)
                 return
             log.warning("cannot remove log stream %s: %s", stream, describe_error(exc, key.log_group))
@@ -531,7 +527,7 @@ class Poller:
             exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
         )
         group_stats.skipped = "skipped: " + (code or exc.__class__.__name__)
-        if code == "ResourceNotFoundException" and group not in self.settings.log_groups:
+        if code == NOT_FOUND_CODE and group not in self.settings.log_groups:
             # Discovered in this pass's listing, deleted before its read: a race, not a fault. A group
             # named in --aws_log_groups that does not exist stays an error.
             stats.warnings += 1
@@ -541,7 +537,7 @@ class Poller:
             log.warning("region %s: %s; group skipped this pass", region, describe_error(exc, group))
         else:
             stats.errors += 1
-            hint = self._missing_group_hint(region, group) if code == "ResourceNotFoundException" else ""
+            hint = self._missing_group_hint(region, group) if code == NOT_FOUND_CODE else ""
             log.error("region %s: %s%s", region, describe_error(exc, group), hint)
 
     def _missing_group_hint(self, region: str, group: str) -> str:

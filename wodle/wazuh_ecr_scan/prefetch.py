@@ -10,7 +10,6 @@ most `depth` pages fetched and not yet taken, plus the page the caller is workin
 from __future__ import annotations
 
 import queue
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,8 +18,6 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 J = TypeVar("J")
 
-# How often a worker waiting for room checks whether its stream was cancelled.
-_POLL_S = 0.05
 _END = object()
 
 
@@ -33,18 +30,17 @@ class PageStream(Generic[T]):
     """The pages one worker fetches, in order. Iterating re-raises the worker's exception at the point
     where it happened, after the pages fetched before it.
 
-    The worker fetches a page only while fewer than `depth` of its pages wait for the consumer, so it
+    A queue.Queue of `depth` pages between the worker and the consumer. The worker fetches a page only
+    once there is room for it (not fetch-then-block, which would hold one more page in memory), so it
     fetches the next page while the consumer works on the current one, and no further ahead."""
 
     def __init__(self, depth: int) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._room = threading.Semaphore(depth)
-        self._cancelled = threading.Event()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._cancelled = False
 
     def __iter__(self) -> Iterator[T]:
         while True:
             item = self._queue.get()
-            self._room.release()
             if item is _END:
                 return
             if isinstance(item, _Failure):
@@ -53,25 +49,29 @@ class PageStream(Generic[T]):
 
     def cancel(self) -> None:
         """Stop the worker before its next fetch; pages already fetched are dropped."""
-        self._cancelled.set()
+        with self._queue.not_full:
+            self._cancelled = True
+            self._queue.not_full.notify_all()
 
     def produce(self, make_pages: Callable[[], Iterable[T]]) -> None:
-        """The worker side: fetch page after page into the queue until the end, an error or cancel()."""
+        """The worker side: fetch page after page into the queue until the end, an error or cancel().
+        The only producer: once there is room, the put cannot block."""
         try:
             pages = iter(make_pages())
             while self._wait_for_room():
                 page = next(pages, _END)
-                self._queue.put(page)
+                self._queue.put_nowait(page)
                 if page is _END:
                     return
         except Exception as exc:  # handed to the consumer, raised there
-            self._queue.put(_Failure(exc))
+            self._queue.put_nowait(_Failure(exc))
 
     def _wait_for_room(self) -> bool:
-        while not self._cancelled.is_set():
-            if self._room.acquire(timeout=_POLL_S):
-                return True
-        return False
+        """Block until fewer than `depth` pages wait for the consumer; False once cancelled."""
+        with self._queue.not_full:  # the condition Queue.get() notifies when it frees a place
+            while not self._cancelled and len(self._queue.queue) >= self._queue.maxsize:
+                self._queue.not_full.wait()
+            return not self._cancelled
 
 
 class Prefetcher:
