@@ -184,7 +184,7 @@ def test_module_clients_share_one_cap_per_rate(proxy: FaultProxy, logs: Any) -> 
         region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
     counter = CallCounter()
-    for _ in range(2):  # cli.build_sources makes new clients every pass
+    for _ in range(2):  # two clients of one rate (two service blocks, or two regions)
         module_logs_client(settings, session, "us-east-1", counter).describe_log_groups()
     bucket = ratelimit.shared(37.0).bucket("us-east-1", "DescribeLogGroups")
     assert bucket.granted == proxy.count("DescribeLogGroups") == 2

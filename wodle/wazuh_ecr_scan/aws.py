@@ -1,23 +1,47 @@
-"""AWS sessions and clients: credentials (profile, role), botocore retry mode, API call counting, rate cap."""
+"""AWS sessions and clients: credentials (profile, role), botocore retry mode, API call counting, rate cap.
+
+Two limiters, each with its own job:
+- ratelimit.py, the module's hard cap: at most --max_rate requests per second per region and operation,
+  every HTTP attempt (retries included) waiting for a token. It holds whatever AWS answers, so a pass fanned
+  out over --workers stays under its share of the account's quota before any throttling happens.
+- botocore's retry mode (adaptive by default): retries throttling and 5xx answers with backoff and, in
+  adaptive mode, lowers the client's own sending rate when AWS throttles (other readers of the account
+  spend the same quota). It only ever slows below the cap. Its learned rate lives in the client, so the
+  clients are kept for the whole run (Clients), not rebuilt each pass.
+"""
 
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import pwd
 from typing import Any
 
 import boto3
+import botocore.credentials
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config
 
 from wazuh_ecr_scan import __version__, ratelimit
 from wazuh_ecr_scan.config import Settings
-from wazuh_ecr_scan.errors import AwsError, CredentialsError
+from wazuh_ecr_scan.errors import AwsError, ConfigError, CredentialsError
 from wazuh_ecr_scan.logs import log, register_secret
 from wazuh_ecr_scan.values import ROLE_ARN_RE
 
 ROLE_SESSION_NAME = "wazuh-ecr-scan"
+# Retries when neither a flag nor the AWS profile (`retry_mode`, `max_attempts`) sets them. The stock
+# aws-s3 wodle reads the same two profile keys, else uses standard mode and 10 attempts
+# (wazuh/wazuh wodles/aws/aws_tools.py, set_profile_dict_config).
+DEFAULT_RETRY_MODE = "adaptive"
+DEFAULT_MAX_ATTEMPTS = 8
+RETRY_MODES = ("adaptive", "standard", "legacy")
+# A role's session is renewed once it has less than this left (botocore's defaults, 15 and 10 minutes, would
+# renew a 900 s session, the shortest AWS allows, before every request); below the second, a failed renewal
+# is an error rather than a warning.
+ROLE_RENEW_S = 5 * 60
+ROLE_MUST_RENEW_S = 60
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
 # What AWS answers, in one place: every module that classifies an AWS failure takes its codes from here.
@@ -69,14 +93,41 @@ class CallCounter:
 
 
 def client_config(settings: Settings, region: str) -> Config:
+    mode, attempts = retries(settings)
     return Config(
         region_name=region,
-        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
+        retries={"mode": mode, "total_max_attempts": attempts},
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
         max_pool_connections=max(10, settings.workers),  # botocore's default pool is 10
         user_agent_extra=f"wazuh-ecr-scan/{__version__}",
     )
+
+
+def retries(settings: Settings) -> tuple[str, int]:
+    """botocore's retry mode and attempts per call: the flags' when given (not None), else the AWS profile's
+    `retry_mode`/`max_attempts` (as the stock aws-s3 wodle reads them), else adaptive and 8."""
+    profile = _profile_config(settings.aws_profile)
+    where = f"AWS profile {settings.aws_profile or 'default'}"
+    mode = settings.retry_mode or profile.get("retry_mode") or DEFAULT_RETRY_MODE
+    if mode not in RETRY_MODES:
+        raise ConfigError(f"{where}: retry_mode {mode!r} is not one of {', '.join(RETRY_MODES)}")
+    attempts: Any = settings.max_attempts or profile.get("max_attempts") or DEFAULT_MAX_ATTEMPTS
+    try:
+        attempts = int(attempts)
+    except ValueError:
+        attempts = 0
+    if attempts < 1:
+        raise ConfigError(f"{where}: max_attempts {profile.get('max_attempts')!r} is not a whole number >= 1")
+    return mode, attempts
+
+
+def _profile_config(profile: str | None) -> dict[str, Any]:
+    """The AWS profile's settings from the shared config file, as botocore reads them; {} without one."""
+    try:
+        return dict(botocore.session.Session(profile=profile).get_scoped_config())
+    except botocore.exceptions.BotoCoreError:
+        return {}  # an unknown profile is reported where the credentials are looked up
 
 
 def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3.Session:
@@ -95,24 +146,69 @@ def make_session(settings: Settings, region: str, counter: CallCounter) -> boto3
         raise CredentialsError(no_credentials_message(settings.aws_profile))
     if not settings.iam_role_arn:
         return session
-    sts = session.client("sts", endpoint_url=settings.sts_endpoint, config=client_config(settings, region))
-    counter.attach(sts)
-    ratelimit.shared(settings.max_rate).attach(sts)
-    kwargs: dict[str, Any] = {"RoleArn": settings.iam_role_arn, "RoleSessionName": ROLE_SESSION_NAME}
+    return _role_session(settings, session, region, counter)
+
+
+def _role_session(
+    settings: Settings, base: boto3.Session, region: str, counter: CallCounter
+) -> boto3.Session:
+    """A session acting as the role: AssumeRole now (a role that cannot be assumed is a credentials error
+    before any read), then again by botocore itself shortly before the session expires, so a pass longer
+    than the role's duration goes on. Every set of role credentials is masked in the logs as it arrives."""
+
+    def sts_client(service: str, **credentials: Any) -> Any:
+        sts = base.client(
+            service, endpoint_url=settings.sts_endpoint, config=client_config(settings, region), **credentials
+        )
+        counter.attach(sts)
+        ratelimit.shared(settings.max_rate).attach(sts)
+        return sts
+
+    extra: dict[str, Any] = {"RoleSessionName": ROLE_SESSION_NAME}
     if settings.iam_role_duration:
-        kwargs["DurationSeconds"] = settings.iam_role_duration
-    try:
-        credentials = sts.assume_role(**kwargs)["Credentials"]
-    except AWS_ERRORS as exc:
-        raise CredentialsError(f"cannot assume role {settings.iam_role_arn}: {describe_error(exc)}") from exc
-    for secret in (credentials["SecretAccessKey"], credentials["SessionToken"], credentials["AccessKeyId"]):
-        register_secret(secret)
-    return boto3.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-        region_name=region,
+        extra["DurationSeconds"] = settings.iam_role_duration
+    fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+        sts_client,
+        base.get_credentials(),
+        settings.iam_role_arn,
+        extra_args=extra,
+        expiry_window_seconds=ROLE_RENEW_S,
     )
+
+    def fetch() -> dict[str, Any]:
+        try:
+            found = fetcher.fetch_credentials()
+        except AWS_ERRORS as exc:
+            reason = describe_error(exc)
+            raise CredentialsError(f"cannot assume role {settings.iam_role_arn}: {reason}") from exc
+        for secret in (found["secret_key"], found["token"], found["access_key"]):
+            register_secret(secret)
+        return found
+
+    credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
+        metadata=fetch(),
+        refresh_using=fetch,
+        method="assume-role",
+        advisory_timeout=ROLE_RENEW_S,
+        mandatory_timeout=ROLE_MUST_RENEW_S,
+    )
+    role = botocore.session.Session()
+    resolver = botocore.credentials.CredentialResolver([_Given(credentials)])
+    role.register_component("credential_provider", resolver)
+    return boto3.Session(botocore_session=role, region_name=region)
+
+
+class _Given(botocore.credentials.CredentialProvider):
+    """Hands botocore credentials already made (the role's refreshable ones)."""
+
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: botocore.credentials.Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> botocore.credentials.Credentials:
+        return self._credentials
 
 
 # Account of each set of credentials met in this run (by access key id): GetCallerIdentity once each.
@@ -195,7 +291,51 @@ def logs_client(settings: Settings, session: boto3.Session, region: str, counter
     )
     counter.attach(client)
     ratelimit.shared(settings.max_rate).attach(client)
+    # After the signer (registered first, on the same event) and before botocore logs the request:
+    # credentials botocore renewed by itself (instance or container role, SSO, a role's) are masked too.
+    signed = f"request-created.{client.meta.service_model.service_id.hyphenize()}"
+    client.meta.events.register(signed, functools.partial(_mask_current_credentials, session))
     return client
+
+
+class Clients:
+    """A run's CloudWatch Logs clients, one per connection (credentials, endpoints, retries, rate) and
+    region, made on first use and kept for the run: adaptive retry mode's learned rate lives in the client,
+    and a role's credentials renew themselves. A pass takes the clients the previous one used."""
+
+    def __init__(self, counter: CallCounter) -> None:
+        self.counter = counter
+        self._made: dict[tuple[Any, ...], tuple[boto3.Session, Any]] = {}
+
+    def get(self, settings: Settings, region: str) -> tuple[boto3.Session, Any]:
+        """The session and logs client of `settings` in `region`."""
+        key = (*_connection(settings), region)
+        if key not in self._made:
+            session = make_session(settings, region, self.counter)
+            self._made[key] = (session, logs_client(settings, session, region, self.counter))
+        return self._made[key]
+
+    def forget(self, settings: Settings) -> None:
+        """Drop the clients of `settings`, whose credentials were rejected: the next pass looks them up
+        again (a rotated key in the shared credentials file, a role allowed again)."""
+        connection = _connection(settings)
+        for key in [k for k in self._made if k[:-1] == connection]:
+            del self._made[key]
+
+
+def _connection(settings: Settings) -> tuple[Any, ...]:
+    """What makes two service blocks' clients the same."""
+    return (
+        settings.aws_profile,
+        settings.iam_role_arn,
+        settings.iam_role_duration,
+        settings.sts_endpoint,
+        settings.service_endpoint,
+        settings.retry_mode,
+        settings.max_attempts,
+        settings.workers,
+        settings.max_rate,
+    )
 
 
 def error_code(exc: BaseException) -> str:
@@ -219,6 +359,10 @@ def describe_error(exc: BaseException, log_group: str | None = None) -> str:
         text = f"{error.get('Code', 'Error')} on {exc.operation_name}{where}"
         return f"{text}: {message}" if message else text
     return f"{exc.__class__.__name__}{where}: {exc}"
+
+
+def _mask_current_credentials(session: boto3.Session, request: Any = None, **_: Any) -> None:
+    _register_credentials(session)
 
 
 def _register_credentials(session: boto3.Session) -> bool:

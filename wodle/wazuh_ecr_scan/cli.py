@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from wazuh_ecr_scan import discard, encode
-from wazuh_ecr_scan.aws import CallCounter, logs_client, make_session, resolve_account
+from wazuh_ecr_scan.aws import CallCounter, Clients, resolve_account
 from wazuh_ecr_scan.config import Settings, early_options, early_status_socket, parse_args
 from wazuh_ecr_scan.errors import (
     EXIT_AWS,
@@ -124,14 +124,15 @@ def _run(settings: Settings, clock: Callable[[], float]) -> int:
             for warning in discard.startup_warnings(service):
                 # a setting, not a fault: not an alert at every pass
                 log.warning("%s: %s", service.origin, warning, **local_only())
-        counter = CallCounter()
+        clients = Clients(CallCounter())
+        counter = clients.counter
         if not settings.run_once and not settings.run_on_start:
             log.info("waiting %ds (run_on_start is no) before the first pass", settings.interval_s)
             if stop.wait(settings.interval_s):
                 return EXIT_OK
         while True:
             calls_before = counter.calls.copy()
-            stats, credential_failures = _run_pass(pollers, counter)
+            stats, credential_failures = _run_pass(pollers, clients)
             calls = counter.calls - calls_before
             stats.api_calls = sum(calls.values())
             if stats.interrupted:
@@ -175,7 +176,7 @@ def _pollers(
     return pollers
 
 
-def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> tuple[PassStats, int]:
+def _run_pass(pollers: list[tuple[Settings, Poller]], clients: Clients) -> tuple[PassStats, int]:
     """One pass over every service block. With several blocks, one account's rejected credentials are
     logged and the other accounts are still read; with one block the CredentialsError ends the run."""
     total = PassStats()
@@ -187,8 +188,9 @@ def _run_pass(pollers: list[tuple[Settings, Poller]], counter: CallCounter) -> t
             total.interrupted = True
             break  # a signal: no new credentials or listings for the remaining blocks
         try:
-            stats = poller.run_pass(build_sources(settings, counter))
+            stats = poller.run_pass(build_sources(settings, clients))
         except CredentialsError as exc:
+            clients.forget(settings)
             if len(pollers) == 1:
                 raise
             failures += 1
@@ -222,7 +224,7 @@ def make_sender(settings: Settings) -> Sender:
     return SocketSender(settings.socket_path)
 
 
-def build_sources(settings: Settings, counter: CallCounter) -> list[Source]:
+def build_sources(settings: Settings, clients: Clients) -> list[Source]:
     if settings.replay:
         # A recording has no credentials to resolve: its state is kept under the block's label.
         reader = ReplayReader(settings.replay, settings.regions[0], settings.log_groups)
@@ -230,9 +232,8 @@ def build_sources(settings: Settings, counter: CallCounter) -> list[Source]:
     sources = []
     account: str | None = None
     for region in settings.regions:
-        session = make_session(settings, region, counter)
-        account = account or resolve_account(settings, session, region, counter)
-        client = logs_client(settings, session, region, counter)
+        session, client = clients.get(settings, region)
+        account = account or resolve_account(settings, session, region, clients.counter)
         sources.append(Source(account, _wrap(CloudWatchReader(client, region), settings)))
     return sources
 

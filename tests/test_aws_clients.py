@@ -1,0 +1,99 @@
+"""AWS clients over a run: a role's session renews itself (and its new keys are masked), clients are kept
+from pass to pass, and retries come from the AWS profile when no flag sets them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli_env
+from wazuh_ecr_scan import aws, cli
+from wazuh_ecr_scan.aws import CallCounter, Clients, make_session
+from wazuh_ecr_scan.config import Settings
+from wazuh_ecr_scan.errors import ConfigError
+from wazuh_ecr_scan.logs import SECRET_MASK, mask
+
+ROLE = "arn:aws:iam::123456789012:role/ecr-scan-reader"
+
+
+@pytest.fixture
+def base_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in cli_env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+
+
+def test_a_role_session_renews_itself_before_it_expires_and_its_new_keys_are_masked(
+    moto, base_credentials, monkeypatch
+):
+    """A pass longer than the role's session goes on with renewed credentials instead of ending in exit 3."""
+    # The shortest session AWS allows (900 s), renewed once less than 898 s are left: two seconds from now.
+    monkeypatch.setattr(aws, "ROLE_RENEW_S", 898)
+    settings = Settings(iam_role_arn=ROLE, iam_role_duration=900, sts_endpoint=moto, service_endpoint=moto)
+    clients = Clients(CallCounter())
+    session, logs = clients.get(settings, "us-east-1")
+    first = session.get_credentials().get_frozen_credentials()
+    deadline = time.monotonic() + 60
+    while clients.counter.calls["AssumeRole"] < 2 and time.monotonic() < deadline:
+        logs.describe_log_groups()  # signing asks for the credentials: botocore renews them when due
+        time.sleep(0.2)
+    renewed = session.get_credentials().get_frozen_credentials()
+    assert clients.counter.calls["AssumeRole"] == 2
+    assert renewed.access_key != first.access_key
+    for secret in (renewed.access_key, renewed.secret_key, renewed.token):
+        assert mask(f"value {secret}", SECRET_MASK.secrets) == "value ***"
+
+
+def test_a_pass_takes_the_clients_and_role_session_of_the_previous_pass(moto, base_credentials):
+    settings = Settings(iam_role_arn=ROLE, sts_endpoint=moto, service_endpoint=moto)
+    clients = Clients(CallCounter())
+    first = cli.build_sources(settings, clients)
+    second = cli.build_sources(settings, clients)
+    assert second[0].reader.client is first[0].reader.client  # adaptive mode's learned rate is kept
+    assert clients.counter.calls["AssumeRole"] == 1
+
+
+def test_rejected_credentials_are_looked_up_again_on_the_next_pass(moto, base_credentials):
+    settings = Settings(sts_endpoint=moto, service_endpoint=moto)
+    clients = Clients(CallCounter())
+    before = clients.get(settings, "us-east-1")
+    clients.forget(settings)
+    assert clients.get(settings, "us-east-1")[1] is not before[1]
+
+
+def profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: str) -> None:
+    (tmp_path / "config").write_text(f"[profile reader]\nregion = us-east-1\n{lines}")
+    (tmp_path / "credentials").write_text(
+        "[reader]\naws_access_key_id = AKIAFAKEFAKEFAKE0002\naws_secret_access_key = fake/Secret/Key0002\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+
+
+def retries_of(settings: Settings) -> dict:
+    session = make_session(settings, "us-east-1", CallCounter())
+    return aws.logs_client(settings, session, "us-east-1", CallCounter()).meta.config.retries
+
+
+def test_retries_come_from_the_aws_profile_when_no_flag_sets_them(tmp_path, monkeypatch, base_credentials):
+    profile(tmp_path, monkeypatch, "retry_mode = standard\nmax_attempts = 3\n")
+    unset = Settings(aws_profile="reader", retry_mode=None, max_attempts=None)  # type: ignore[arg-type]
+    assert retries_of(unset) == {"mode": "standard", "total_max_attempts": 3}
+    flags = Settings(aws_profile="reader", retry_mode="legacy", max_attempts=5)
+    assert retries_of(flags) == {"mode": "legacy", "total_max_attempts": 5}
+
+
+def test_without_flags_or_profile_retries_are_adaptive_with_8_attempts(
+    tmp_path, monkeypatch, base_credentials
+):
+    profile(tmp_path, monkeypatch, "")
+    unset = Settings(aws_profile="reader", retry_mode=None, max_attempts=None)  # type: ignore[arg-type]
+    assert retries_of(unset) == {"mode": "adaptive", "total_max_attempts": 8}
+
+
+def test_a_bad_retry_setting_in_the_profile_is_a_configuration_error(tmp_path, monkeypatch, base_credentials):
+    profile(tmp_path, monkeypatch, "max_attempts = many\n")
+    unset = Settings(aws_profile="reader", retry_mode=None, max_attempts=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="AWS profile reader: max_attempts 'many'"):
+        retries_of(unset)
