@@ -1,5 +1,6 @@
 """AWS clients over a run: a role's session renews itself (and its new keys are masked), clients are kept
-from pass to pass, and retries come from the AWS profile when no flag sets them."""
+from pass to pass, retries come from the AWS profile when no flag sets them, and every page read through
+botocore's paginator carries AWS's clock."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from wazuh_ecr_scan.aws import CallCounter, Clients, make_session
 from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import ConfigError
 from wazuh_ecr_scan.logs import SECRET_MASK, mask
+from wazuh_ecr_scan.reader import CloudWatchReader
 
 ROLE = "arn:aws:iam::123456789012:role/ecr-scan-reader"
 
@@ -97,3 +99,19 @@ def test_a_bad_retry_setting_in_the_profile_is_a_configuration_error(tmp_path, m
     unset = Settings(aws_profile="reader", retry_mode=None, max_attempts=None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="AWS profile reader: max_attempts 'many'"):
         retries_of(unset)
+
+
+def test_each_page_carries_the_date_aws_answered_it_with(moto, logs, base_credentials):
+    group = "/aws/ecr/image-scan-findings/dated"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    now_ms = int(time.time() * 1000)
+    events = [{"timestamp": now_ms, "message": str(n)} for n in range(3)]
+    logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=events)
+    settings = Settings(service_endpoint=moto)
+    _, client = Clients(CallCounter()).get(settings, "us-east-1")
+    before = now_ms - 2000  # the Date header has whole seconds, taken one second early
+    pages = list(CloudWatchReader(client, "us-east-1").pages(group, 0))
+    after = int(time.time() * 1000)
+    assert [e.message for page in pages for e in page.events] == ["0", "1", "2"]
+    assert all(page.server_time_ms is not None and before <= page.server_time_ms <= after for page in pages)
