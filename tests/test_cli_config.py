@@ -230,3 +230,68 @@ def test_bad_xml_is_exit_2_with_one_line_naming_file_and_line_also_in_the_log_fi
         in lines[0]
     )
     assert log_file.read_text().strip() == lines[0]
+
+
+ROLE = "arn:aws:iam::123456789012:role/r"
+
+
+@pytest.mark.parametrize(
+    ("flags", "tags", "reason"),
+    [
+        (["--aws_account_id", "prod"], "<aws_account_id>prod</aws_account_id>", "'prod' is not a 12-digit"),
+        (["--iam_role_arn", "not-an-arn"], "<iam_role_arn>not-an-arn</iam_role_arn>", "is not a role ARN"),
+        (
+            ["--iam_role_arn", "arn:aws:s3:::bucket"],
+            "<iam_role_arn>arn:aws:s3:::bucket</iam_role_arn>",
+            "'arn:aws:s3:::bucket' is not a role ARN",
+        ),
+        (["--sts_endpoint", "ftp://x"], "<sts_endpoint>ftp://x</sts_endpoint>", "'ftp://x' is not an"),
+        (
+            ["--service_endpoint", "http://"],
+            "<service_endpoint>http://</service_endpoint>",
+            "'http://' is not an endpoint",
+        ),
+        (
+            ["--iam_role_arn", ROLE, "--iam_role_duration", "60"],
+            f"<iam_role_arn>{ROLE}</iam_role_arn><iam_role_duration>60</iam_role_duration>",
+            "'60': the session duration is 900 to 43200 seconds",
+        ),
+        (["--regions", "moon-1"], "<regions>moon-1</regions>", "'moon-1' is not an AWS region name"),
+    ],
+)
+def test_the_command_line_refuses_what_the_xml_refuses_with_the_same_reason(
+    flags, tags, reason, tmp_path, moto
+):
+    """The flag and the tag are checked by the same rule: exit 2, one line naming the flag or the tag."""
+    common = ["--run-once", "--service_endpoint", moto, "--state_db", str(tmp_path / "never.db")]
+    by_flag = run_with({}, *common, *flags)
+    path = conf(tmp_path, services(tags))
+    by_file = run_with({}, *common, "--config", path)
+    for result in (by_flag, by_file):
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == EXIT_BAD_CONFIG and len(lines) == 1, result.stderr
+        assert reason in lines[0] and " wazuh-ecr-scan: ERROR: " in lines[0]
+    assert f"{flags[-2]}: " in by_flag.stderr
+    flag_reason = by_flag.stderr.strip().split(f"{flags[-2]}: ", 1)[1]
+    assert f"at module 'aws-s3': {flag_reason}." in by_file.stderr
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_a_role_duration_without_a_role_is_refused_from_the_command_line_too(tmp_path, moto):
+    result = run_with(
+        {}, "--run-once", "--service_endpoint", moto, "--state_db", str(tmp_path / "s.db"),
+        "--iam_role_duration", "3600",
+    )  # fmt: skip
+    assert result.returncode == EXIT_BAD_CONFIG
+    assert "needs an IAM role ARN" in result.stderr and "command line" in result.stderr
+
+
+def test_a_flagged_role_duration_joins_the_role_of_the_file(tmp_path):
+    """Checked on the merged settings: the file's role with the command line's duration is whole."""
+    path = conf(tmp_path, services(f"<aws_profile>p</aws_profile><iam_role_arn>{ROLE}</iam_role_arn>"))
+    settings = parse_args(["--config", path, "--state_db", "x", "--iam_role_duration", "3600"])
+    (service,) = settings.passes()
+    assert (service.iam_role_arn, service.iam_role_duration) == (ROLE, 3600)
+    with pytest.raises(ConfigError, match="needs an IAM role ARN"):
+        parse_args(["--config", conf(tmp_path, services("<regions>us-east-1</regions>")), "--state_db", "x",
+                    "--iam_role_duration", "3600"])  # fmt: skip

@@ -33,6 +33,7 @@ from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import EXIT_INTERNAL, EXIT_OK, CredentialsError
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.poller import AWS_ERRORS
+from wazuh_ecr_scan.values import arn_partition
 
 DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"}
 LISTED_GROUPS = 50
@@ -52,8 +53,7 @@ class Identity:
 
     @property
     def partition(self) -> str:
-        parts = self.arn.split(":")
-        return parts[1] if len(parts) > 1 and parts[1] else "aws"
+        return arn_partition(self.arn)
 
 
 @dataclass

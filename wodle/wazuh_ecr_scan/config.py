@@ -4,24 +4,27 @@ any AWS call."""
 from __future__ import annotations
 
 import argparse
-import configparser
-import contextlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Any
 
-from wazuh_ecr_scan import __version__, ossec_config
+import botocore.exceptions
+import botocore.session
+
+from wazuh_ecr_scan import __version__, ossec_config, values
 from wazuh_ecr_scan.errors import ConfigError
 from wazuh_ecr_scan.logs import log
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.ossec_config import ServiceBlock, WodleBlock
 from wazuh_ecr_scan.values import (
     REGION_RE,
-    ROLE_ARN_RE,
     compile_pattern,
     date_ms,
     interval_seconds,
+    role_account,
     split_list,
 )
 
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-s", "--only_logs_after", help="YYYY-MMM-DD or ISO date; start here when there is no state"
     )
-    p.add_argument("-c", "--aws_account_id", help="account label (log lines; the state key of a --replay)")
+    p.add_argument("-c", "--aws_account_id", help="12-digit account ID (log lines; state key of a --replay)")
     p.add_argument("-p", "--aws_profile")
     p.add_argument("-i", "--iam_role_arn")
     p.add_argument("-rd", "--iam_role_duration", type=int)
@@ -254,20 +257,17 @@ def parse_args(argv: list[str] | None) -> Settings:
     settings = _from_args(args)
     if args.config:
         settings = apply_config_file(settings, args.config, explicit_flags(argv))
+    for service in settings.passes():
+        check_service(service)
     return settings
 
 
 def _from_args(args: argparse.Namespace) -> Settings:
-    regions = split_list(args.regions)
-    for region in regions:
-        if not REGION_RE.match(region):
-            raise ConfigError(f"--regions: {region!r} is not an AWS region name (e.g. us-east-1)")
+    regions = [_flag("regions", values.region, region) for region in split_list(args.regions)]
     if not regions:
         raise ConfigError("--regions: at least one region is needed")
     if (args.discard_field is None) != (args.discard_regex is None):
         raise ConfigError("--discard-field and --discard-regex go together")
-    if args.iam_role_duration is not None and not 900 <= args.iam_role_duration <= 43200:
-        raise ConfigError("--iam_role_duration must be between 900 and 43200 seconds")
     if args.max_attempts < 1:
         raise ConfigError("--max_attempts must be at least 1")
     if not 1 <= args.workers <= 32:
@@ -286,12 +286,12 @@ def _from_args(args: argparse.Namespace) -> Settings:
         log_groups=tuple(groups),
         log_group_prefix=args.log_group_prefix,
         only_logs_after_ms=parse_date_ms(args.only_logs_after) if args.only_logs_after else None,
-        aws_account_id=args.aws_account_id,
+        aws_account_id=_optional_flag("aws_account_id", values.account_id, args.aws_account_id),
         aws_profile=args.aws_profile,
-        iam_role_arn=args.iam_role_arn,
-        iam_role_duration=args.iam_role_duration,
-        sts_endpoint=args.sts_endpoint,
-        service_endpoint=args.service_endpoint,
+        iam_role_arn=_optional_flag("iam_role_arn", values.role_arn, args.iam_role_arn),
+        iam_role_duration=_optional_flag("iam_role_duration", values.role_duration, args.iam_role_duration),
+        sts_endpoint=_optional_flag("sts_endpoint", values.endpoint_url, args.sts_endpoint),
+        service_endpoint=_optional_flag("service_endpoint", values.endpoint_url, args.service_endpoint),
         remove_log_streams=args.remove_log_streams,
         discard_field=args.discard_field,
         discard_regex=_compile(args.discard_regex) if args.discard_regex else None,
@@ -313,6 +313,24 @@ def _from_args(args: argparse.Namespace) -> Settings:
         log_file=args.log_file,
         lock_wait_s=args.lock_wait,
     )
+
+
+def _flag(name: str, check: Callable[[Any], Any], value: Any) -> Any:
+    """`check(value)`; its ValueError is refused naming the flag, with the reason the XML reader gives."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ConfigError(f"--{name}: {exc}") from exc
+
+
+def _optional_flag(name: str, check: Callable[[Any], Any], value: Any) -> Any:
+    return None if value is None else _flag(name, check, value)
+
+
+def check_service(settings: Settings) -> None:
+    """What only the merged settings of one service can tell, whichever way each value came in."""
+    if settings.iam_role_duration is not None and not settings.iam_role_arn:
+        raise ConfigError(f"{settings.origin}: an IAM role session duration needs an IAM role ARN")
 
 
 def explicit_flags(argv: list[str] | None) -> set[str]:
@@ -403,26 +421,28 @@ def _service_settings(cli: Settings, path: str, service: ServiceBlock, explicit:
 def state_label(account_id: str | None, alias: str | None, role_arn: str | None, profile: str | None) -> str:
     """The label an account's offsets are kept under, the same from the command line and --config:
     two accounts read through one state file must never share a group's window."""
-    role = ROLE_ARN_RE.match(role_arn or "")
-    return account_id or alias or (role[1] if role else None) or profile or "default"
+    return account_id or alias or role_account(role_arn) or profile or "default"
 
 
 def _profile_region(profile: str | None, origin: str) -> str:
-    """The profile's region in the AWS config file, as Wazuh's wodle takes it when <regions> is absent."""
-    path = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
-    parser = configparser.RawConfigParser()
-    with contextlib.suppress(configparser.Error):
-        parser.read(path)
+    """The profile's region in the AWS config file, as Wazuh's wodle takes it when <regions> is absent.
+
+    botocore reads the file (AWS_CONFIG_FILE, `[profile x]` sections); the profile's own `region` only,
+    not AWS_DEFAULT_REGION, as the warning below says."""
     name = profile or "default"
-    for section in (name, f"profile {name}"):
-        if parser.has_option(section, "region") and REGION_RE.match(parser.get(section, "region").strip()):
-            return parser.get(section, "region").strip()
+    session = botocore.session.Session(profile=name)
+    try:
+        region = str(session.get_scoped_config().get("region") or "").strip()
+    except botocore.exceptions.BotoCoreError:  # no such profile, an unreadable file: the warning below
+        region = ""
+    if REGION_RE.match(region):
+        return region
     log.warning(
         "%s: no <regions> and profile %r has no region in %s: reading us-east-1 only "
         "(Wazuh's wodle would try every region); set <regions>",
         origin,
         name,
-        path,
+        os.path.expanduser(session.get_config_variable("config_file")),
     )
     return "us-east-1"
 
