@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from lambda_writer import make_scan, write_scan
-from wazuh_ecr_scan.config import parse_date_ms, parse_interval
 from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG, EXIT_CREDENTIALS, ConfigError
+from wazuh_ecr_scan.settings import parse_date_ms, parse_interval
 
 NOW_MS = int(time.time() * 1000)
 

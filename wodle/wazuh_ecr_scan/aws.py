@@ -12,9 +12,9 @@ import botocore.exceptions
 from botocore.config import Config
 
 from wazuh_ecr_scan import __version__, ratelimit
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import AwsError, CredentialsError
 from wazuh_ecr_scan.logs import log, register_secret
+from wazuh_ecr_scan.settings import ServiceSettings as Settings
 from wazuh_ecr_scan.values import role_account
 
 ROLE_SESSION_NAME = "wazuh-ecr-scan"
