@@ -110,6 +110,14 @@ def test_flags_given_on_the_command_line_override_every_block(tmp_path, aws_file
     assert all(p.raw_discard_regex is None and p.discard_field == "aws.region" for p in over.services)
 
 
+def test_a_flag_given_with_its_default_value_still_overrides_the_file(tmp_path, aws_files):
+    """What was given is told from what was defaulted by the one parse, not by comparing values."""
+    text = services("<regions>eu-west-1</regions>", module="  <interval>10m</interval>\n")
+    assert settings_for(tmp_path, text).interval_s == 600
+    given = settings_for(tmp_path, text, "--regions", "us-east-1", "--interval", "5m")
+    assert given.interval_s == 300 and given.services[0].regions == ("us-east-1",)
+
+
 def test_several_blocks_one_pass(tmp_path, aws_files):
     text = (
         services("<aws_account_alias>a</aws_account_alias>", module="  <interval>10m</interval>\n")

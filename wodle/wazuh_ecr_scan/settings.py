@@ -21,7 +21,6 @@ from wazuh_ecr_scan.cli_args import (
     read_command_line,
 )
 from wazuh_ecr_scan.errors import ConfigError
-from wazuh_ecr_scan.internal_options import wazuh_modules_debug
 from wazuh_ecr_scan.logs import log
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.ossec_config import ServiceBlock, WodleBlock
@@ -112,7 +111,7 @@ def run_settings(command_line: CommandLine) -> RunSettings:
         raise command_line.error
     args = command_line.args
     service = _service_from_flags(args)
-    run = _run_from_flags(args)
+    run = _run_from_flags(args, command_line.debug_level())
     if args.config:
         run = apply_config_file(run, service, args.config, command_line.given)
     else:
@@ -165,14 +164,14 @@ def _service_from_flags(args: argparse.Namespace) -> ServiceSettings:
     )
 
 
-def _run_from_flags(args: argparse.Namespace) -> RunSettings:
+def _run_from_flags(args: argparse.Namespace, debug: int) -> RunSettings:
     if not 0 <= args.lock_wait <= 3600:
         raise ConfigError("--lock_wait must be between 0 and 3600 seconds")
     return RunSettings(
         run_once=args.run_once,
         interval_s=parse_interval(args.interval),
         skip_on_error=args.skip_on_error,
-        debug=args.debug if args.debug is not None else wazuh_modules_debug(args.wazuh_path),
+        debug=debug,
         wazuh_path=args.wazuh_path,
         socket_path=args.socket or os.path.join(args.wazuh_path, SOCKET_RELATIVE),
         state_db=args.state_db or _default_state_db(args),
