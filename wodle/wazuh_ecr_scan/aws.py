@@ -12,10 +12,10 @@ import botocore.exceptions
 from botocore.config import Config
 
 from wazuh_ecr_scan import __version__, ratelimit
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import AwsError, CredentialsError
 from wazuh_ecr_scan.logs import log, register_secret
-from wazuh_ecr_scan.values import ROLE_ARN_RE
+from wazuh_ecr_scan.settings import ServiceSettings as Settings
+from wazuh_ecr_scan.values import role_account
 
 ROLE_SESSION_NAME = "wazuh-ecr-scan"
 CONNECT_TIMEOUT_S = 10
@@ -109,9 +109,9 @@ def resolve_account(settings: Settings, session: boto3.Session, region: str, cou
 
     An assumed role acts in the account of its ARN; other credentials are asked with
     sts:GetCallerIdentity (no permission needed), once per access key in a run."""
-    role = ROLE_ARN_RE.match(settings.iam_role_arn or "")
+    role = role_account(settings.iam_role_arn)
     if role:
-        return role[1]
+        return role
     credentials = session.get_credentials()
     if credentials is None:
         raise CredentialsError(no_credentials_message(settings.aws_profile))

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 import botocore.exceptions
 
 from wazuh_ecr_scan import lifecycle
 from wazuh_ecr_scan.aws import describe_error, error_code, is_credentials_error, no_credentials_message
-from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.discard import Discarder, rule_of
 from wazuh_ecr_scan.encode import encode_event
 from wazuh_ecr_scan.errors import CredentialsError, FatalError
@@ -32,6 +32,7 @@ from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.prefetch import Prefetcher
 from wazuh_ecr_scan.reader import Reader
 from wazuh_ecr_scan.sender import Sender
+from wazuh_ecr_scan.settings import ServiceSettings
 from wazuh_ecr_scan.state import GroupKey, StateStore
 
 # A FilterLogEvents page holds up to 10,000 events; committing in slices bounds what a kill re-sends.
@@ -84,7 +85,7 @@ class _ListingFailed:
 class Poller:
     def __init__(
         self,
-        settings: Settings,
+        settings: ServiceSettings,
         state: StateStore,
         sender: Sender,
         clock: Callable[[], float] = time.time,
@@ -555,6 +556,11 @@ class Poller:
         except AWS_ERRORS:
             return ""
         return f"; did you mean {candidate}? (<aws_log_groups> takes whole group names)" if exists else ""
+
+
+def start_of_today_ms(now_s: float) -> int:
+    today = datetime.fromtimestamp(now_s, tz=timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(today.timestamp() * 1000)
 
 
 def _outside(page: list[LogEvent], window: tuple[int, int], stats: GroupStats) -> list[LogEvent]:
