@@ -228,6 +228,17 @@ class Poller:
     def _adopt_legacy(self, key: GroupKey) -> bool:
         label = self.state.adopt_legacy(key, self.settings.account, self.other_labels)
         if label is None:
+            left = sorted(self.state.legacy_labels(key))
+            if left:
+                log.warning(
+                    "group %s (region %s): the previous version kept its state under %s, and which of them"
+                    " is this block's is not certain: read as a new group, so what was sent before the"
+                    " upgrade may be sent again; give this block the <aws_account_id> or"
+                    " <aws_account_alias> it had before the upgrade",
+                    key.log_group,
+                    key.region,
+                    ", ".join(repr(each) for each in left),
+                )
             return False
         log.info(
             "group %s (region %s): state kept under label %r now kept under account %s, the account the"
