@@ -29,10 +29,10 @@ from typing import Any
 from _common import SinkProcess, Workdir, parser, report, scans
 from lambda_writer import recording_lines
 from wazuh_ecr_scan import encode, flatten
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.replay import ReplayReader
 from wazuh_ecr_scan.sender import SocketSender
+from wazuh_ecr_scan.settings import ServiceSettings
 from wazuh_ecr_scan.state import StateStore
 
 T0 = 1_749_261_733_844
@@ -56,7 +56,7 @@ def write_recording(path: Path, findings: int) -> int:
 
 
 def run_pipeline(recording: Path, sink: str, state_db: str, workers: int) -> dict[str, Any]:
-    settings = Settings(workers=workers, replay=str(recording), socket_path=sink, state_db=state_db)
+    settings = ServiceSettings(workers=workers, replay=str(recording))
     state = StateStore(state_db)
     sender = SocketSender(sink)
     try:

@@ -27,10 +27,10 @@ from _common import SinkProcess, Workdir, parser, report, scans
 from cpu_pipeline import measured
 from lambda_writer import Scan, recording_lines
 from wazuh_ecr_scan import lifecycle
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.replay import ReplayReader
 from wazuh_ecr_scan.sender import SocketSender
+from wazuh_ecr_scan.settings import ServiceSettings
 from wazuh_ecr_scan.state import StateStore
 
 T0 = int(time.time() * 1000) - 3 * 86_400_000  # recent enough that nothing is pruned
@@ -68,7 +68,7 @@ def write_recording(path: Path, made: list[Scan]) -> int:
 
 
 def run_pipeline(recording: Path, sink: str, state_db: str, on: bool) -> dict[str, Any]:
-    settings = Settings(workers=1, replay=str(recording), socket_path=sink, state_db=state_db, lifecycle=on)
+    settings = ServiceSettings(workers=1, replay=str(recording), lifecycle=on)
     state = StateStore(state_db)
     sender = SocketSender(sink)
     try:

@@ -11,10 +11,10 @@ import pytest
 from conftest import cli_env
 from wazuh_ecr_scan import aws, cli
 from wazuh_ecr_scan.aws import CallCounter, Clients, make_session
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import ConfigError
 from wazuh_ecr_scan.logs import SECRET_MASK, mask
 from wazuh_ecr_scan.reader import CloudWatchReader
+from wazuh_ecr_scan.settings import ServiceSettings as Settings
 
 ROLE = "arn:aws:iam::123456789012:role/ecr-scan-reader"
 

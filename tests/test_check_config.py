@@ -13,7 +13,7 @@ from test_cli_config import conf, run_with
 from test_ossec_config import SEED
 from wazuh_ecr_scan import check_config
 from wazuh_ecr_scan.check_config import Identity, Report, check_identity, check_region
-from wazuh_ecr_scan.config import parse_args
+from wazuh_ecr_scan.settings import parse_args
 
 GROUP = "/aws/ecr/image-scan-findings/web"
 IDENTITY = Identity("123456789012", "arn:aws:iam::123456789012:user/wazuh")
@@ -105,7 +105,7 @@ def test_describe_denied_names_the_action_and_resource():
     denied(stub, "describe_log_groups", "DescribeLogGroups")
     report = Report()
     with stub:
-        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]), report)
+        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]).services[0], report)
     (check,) = report.checks
     assert check.status == "FAIL"
     assert check.missing == "logs:DescribeLogGroups on arn:aws:logs:us-east-1:123456789012:log-group:*"
@@ -117,7 +117,7 @@ def test_filter_denied_names_the_group_and_the_verdict_lists_actions():
     denied(stub, "filter_log_events", "FilterLogEvents")
     report = Report()
     with stub:
-        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]), report)
+        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]).services[0], report)
     listed, read = report.checks
     assert listed.status == "ok" and read.status == "FAIL"
     assert read.missing == f"logs:FilterLogEvents on arn:aws:logs:us-east-1:123456789012:log-group:{GROUP}:*"
@@ -145,7 +145,7 @@ def test_no_groups_yet_is_a_warning_not_a_failure():
     stub.add_response("describe_log_groups", {"logGroups": []})
     report = Report()
     with stub:
-        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]), report)
+        check_region(client, "us-east-1", IDENTITY, parse_args(["--state_db", "x"]).services[0], report)
     assert [c.status for c in report.checks] == ["ok", "warn"] and not report.failed
 
 

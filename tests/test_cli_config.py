@@ -17,8 +17,8 @@ from lambda_writer import make_scan, write_scan
 from moto_server import logs_client
 from test_ossec_config import SEED
 from wazuh_ecr_scan.cli import main
-from wazuh_ecr_scan.config import parse_args
 from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG, EXIT_CREDENTIALS, ConfigError
+from wazuh_ecr_scan.settings import parse_args
 
 NOW_MS = int(time.time() * 1000)
 
@@ -70,7 +70,7 @@ def test_account_labels_id_alias_role_profile_default(tmp_path, aws_files):
         "<aws_profile>audit</aws_profile>",
         "<regions>us-east-1</regions>",
     )
-    passes = settings_for(tmp_path, text).passes()
+    passes = settings_for(tmp_path, text).services
     assert [p.account for p in passes] == ["111111111111", "team-a", "222222222222", "audit", "default"]
     assert passes[3].regions == ("eu-central-1",)  # the profile's region, as Wazuh's wodle takes it
     assert passes[1].regions == ("us-east-1",)  # the default profile's
@@ -80,8 +80,8 @@ def test_account_labels_id_alias_role_profile_default(tmp_path, aws_files):
 def test_no_regions_and_no_profile_region_reads_us_east_1_with_a_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     with caplog.at_level(logging.WARNING, logger="wazuh_ecr_scan"):
-        settings = settings_for(tmp_path, SEED)
-    assert settings.regions == ("us-east-1",)
+        (service,) = settings_for(tmp_path, SEED).services
+    assert service.regions == ("us-east-1",)
     assert "no <regions> and profile 'default' has no region" in caplog.text
 
 
@@ -93,8 +93,8 @@ def test_flags_given_on_the_command_line_override_every_block(tmp_path, aws_file
         module="  <interval>10m</interval>\n",
     )
     kept = settings_for(tmp_path, text)
-    assert [p.regions for p in kept.passes()] == [("us-east-1",), ("eu-west-1",)]
-    assert kept.interval_s == 600 and kept.passes()[0].raw_discard_regex is not None
+    assert [p.regions for p in kept.services] == [("us-east-1",), ("eu-west-1",)]
+    assert kept.interval_s == 600 and kept.services[0].raw_discard_regex is not None
     flags = (
         "--regions",
         "ap-south-1",
@@ -104,10 +104,18 @@ def test_flags_given_on_the_command_line_override_every_block(tmp_path, aws_file
         "/aws/ecr/image-scan-findings/x",
     )
     over = settings_for(tmp_path, text, *flags, "--discard-field", "aws.region", "--discard-regex", "^ap-")
-    assert [p.regions for p in over.passes()] == [("ap-south-1",), ("ap-south-1",)]
-    assert {p.log_groups for p in over.passes()} == {("/aws/ecr/image-scan-findings/x",)}
-    assert over.interval_s == 3600 and all(p.interval_s == 3600 for p in over.passes())
-    assert all(p.raw_discard_regex is None and p.discard_field == "aws.region" for p in over.passes())
+    assert [p.regions for p in over.services] == [("ap-south-1",), ("ap-south-1",)]
+    assert {p.log_groups for p in over.services} == {("/aws/ecr/image-scan-findings/x",)}
+    assert over.interval_s == 3600
+    assert all(p.raw_discard_regex is None and p.discard_field == "aws.region" for p in over.services)
+
+
+def test_a_flag_given_with_its_default_value_still_overrides_the_file(tmp_path, aws_files):
+    """What was given is told from what was defaulted by the one parse, not by comparing values."""
+    text = services("<regions>eu-west-1</regions>", module="  <interval>10m</interval>\n")
+    assert settings_for(tmp_path, text).interval_s == 600
+    given = settings_for(tmp_path, text, "--regions", "us-east-1", "--interval", "5m")
+    assert given.interval_s == 300 and given.services[0].regions == ("us-east-1",)
 
 
 def test_several_blocks_one_pass(tmp_path, aws_files):
@@ -120,7 +128,7 @@ def test_several_blocks_one_pass(tmp_path, aws_files):
         + services("<aws_account_alias>c</aws_account_alias>", module="  <disabled>yes</disabled>\n")
     )
     settings = settings_for(tmp_path, text)
-    assert [p.account for p in settings.passes()] == ["a", "b"]
+    assert [p.account for p in settings.services] == ["a", "b"]
     assert settings.interval_s == 120  # the shortest
     assert settings.skip_on_error is False  # only when every block says yes
     assert settings_for(tmp_path, text, "--skip_on_error").skip_on_error is True
@@ -130,18 +138,22 @@ def test_blocks_that_share_groups_are_accepted(tmp_path, aws_files):
     # Whether they overlap is known only once their credentials resolve to accounts: see
     # test_operations.py::test_two_blocks_of_one_account_read_each_group_once.
     same = services("<regions>us-east-1</regions>", "<regions>us-east-1,eu-west-1</regions>")
-    assert len(settings_for(tmp_path, same).passes()) == 2
+    assert len(settings_for(tmp_path, same).services) == 2
 
 
 def test_without_config_the_command_line_is_the_one_service(tmp_path):
-    settings = parse_args(["--state_db", str(tmp_path / "s.db"), "--aws_profile", "p"])
-    assert settings.passes() == (settings,)
-    assert settings.account == "p"  # the same label as a <service> block with this profile would get
+    (service,) = parse_args(["--state_db", str(tmp_path / "s.db"), "--aws_profile", "p"]).services
+    assert service.account == "p"  # the same label as a <service> block with this profile would get
     role = "arn:aws:iam::222222222222:role/wazuh"
     db = ["--state_db", str(tmp_path / "s.db")]
-    assert parse_args([*db, "--iam_role_arn", role, "--aws_profile", "p"]).account == "222222222222"
-    assert parse_args(db).account == "default"
-    assert parse_args(["--state_db", "x", "--aws_account_alias", "prod"]).account == "prod"
+
+    def account(*flags: str) -> str:
+        (service,) = parse_args([*db, *flags]).services
+        return service.account
+
+    assert account("--iam_role_arn", role, "--aws_profile", "p") == "222222222222"
+    assert account() == "default"
+    assert account("--aws_account_alias", "prod") == "prod"
 
 
 def test_every_block_disabled_is_a_quiet_exit_0(tmp_path, capsys):
@@ -230,3 +242,68 @@ def test_bad_xml_is_exit_2_with_one_line_naming_file_and_line_also_in_the_log_fi
         in lines[0]
     )
     assert log_file.read_text().strip() == lines[0]
+
+
+ROLE = "arn:aws:iam::123456789012:role/r"
+
+
+@pytest.mark.parametrize(
+    ("flags", "tags", "reason"),
+    [
+        (["--aws_account_id", "prod"], "<aws_account_id>prod</aws_account_id>", "'prod' is not a 12-digit"),
+        (["--iam_role_arn", "not-an-arn"], "<iam_role_arn>not-an-arn</iam_role_arn>", "is not a role ARN"),
+        (
+            ["--iam_role_arn", "arn:aws:s3:::bucket"],
+            "<iam_role_arn>arn:aws:s3:::bucket</iam_role_arn>",
+            "'arn:aws:s3:::bucket' is not a role ARN",
+        ),
+        (["--sts_endpoint", "ftp://x"], "<sts_endpoint>ftp://x</sts_endpoint>", "'ftp://x' is not an"),
+        (
+            ["--service_endpoint", "http://"],
+            "<service_endpoint>http://</service_endpoint>",
+            "'http://' is not an endpoint",
+        ),
+        (
+            ["--iam_role_arn", ROLE, "--iam_role_duration", "60"],
+            f"<iam_role_arn>{ROLE}</iam_role_arn><iam_role_duration>60</iam_role_duration>",
+            "'60': the session duration is 900 to 43200 seconds",
+        ),
+        (["--regions", "moon-1"], "<regions>moon-1</regions>", "'moon-1' is not an AWS region name"),
+    ],
+)
+def test_the_command_line_refuses_what_the_xml_refuses_with_the_same_reason(
+    flags, tags, reason, tmp_path, moto
+):
+    """The flag and the tag are checked by the same rule: exit 2, one line naming the flag or the tag."""
+    common = ["--run-once", "--service_endpoint", moto, "--state_db", str(tmp_path / "never.db")]
+    by_flag = run_with({}, *common, *flags)
+    path = conf(tmp_path, services(tags))
+    by_file = run_with({}, *common, "--config", path)
+    for result in (by_flag, by_file):
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == EXIT_BAD_CONFIG and len(lines) == 1, result.stderr
+        assert reason in lines[0] and " wazuh-ecr-scan: ERROR: " in lines[0]
+    assert f"{flags[-2]}: " in by_flag.stderr
+    flag_reason = by_flag.stderr.strip().split(f"{flags[-2]}: ", 1)[1]
+    assert f"at module 'aws-s3': {flag_reason}." in by_file.stderr
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_a_role_duration_without_a_role_is_refused_from_the_command_line_too(tmp_path, moto):
+    result = run_with(
+        {}, "--run-once", "--service_endpoint", moto, "--state_db", str(tmp_path / "s.db"),
+        "--iam_role_duration", "3600",
+    )  # fmt: skip
+    assert result.returncode == EXIT_BAD_CONFIG
+    assert "needs an IAM role ARN" in result.stderr and "command line" in result.stderr
+
+
+def test_a_flagged_role_duration_joins_the_role_of_the_file(tmp_path):
+    """Checked on the merged settings: the file's role with the command line's duration is whole."""
+    path = conf(tmp_path, services(f"<aws_profile>p</aws_profile><iam_role_arn>{ROLE}</iam_role_arn>"))
+    settings = parse_args(["--config", path, "--state_db", "x", "--iam_role_duration", "3600"])
+    (service,) = settings.services
+    assert (service.iam_role_arn, service.iam_role_duration) == (ROLE, 3600)
+    with pytest.raises(ConfigError, match="needs an IAM role ARN"):
+        parse_args(["--config", conf(tmp_path, services("<regions>us-east-1</regions>")), "--state_db", "x",
+                    "--iam_role_duration", "3600"])  # fmt: skip

@@ -22,6 +22,9 @@ from wazuh_ecr_scan.cli import main
 from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG
 from wazuh_ecr_scan.install import Owner, Owners, ProjectFiles
 
+# install and uninstall start Python (venv, pip, -I probes) and the launcher as processes: integration tier
+pytestmark = pytest.mark.integration
+
 RECORDING = str(ROOT / "tests" / "recordings" / "multi-repo.jsonl")
 BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1))"  # how the launcher starts Python (isolated)
 NO_OWNERS = Owners(Owner(), Owner(), None)

@@ -16,7 +16,7 @@ import time
 import pytest
 from conftest import ROOT, cli_env, run_cli
 from lambda_writer import make_scan, write_scan
-from wazuh_ecr_scan.config import early_options
+from wazuh_ecr_scan.cli_args import read_command_line
 from wazuh_ecr_scan.logs import DETAIL, Progress, log, register_secret, setup_logging
 
 WAZUH_LINE = re.compile(
@@ -74,13 +74,15 @@ def test_debug_levels_choose_the_lines_logged(debug, shown):
     assert [line.split(": ")[1] for line in lines] == ["INFO"] + ["DEBUG"] * (len(shown) - 1)
 
 
-def test_early_options_read_only_debug_and_log_file():
-    assert early_options(["--run-once", "--debug", "2", "--log_file", "/x.log", "--regions", "a"]) == (
-        2,
-        "/x.log",
-    )
-    assert early_options(["--debug", "9"]) == (0, None)
-    assert early_options(["--debug"]) == (0, None)
+def test_the_debug_level_and_log_file_are_read_even_from_a_bad_command_line():
+    def early(*argv: str) -> tuple[int, str | None]:
+        command_line = read_command_line(["--wazuh_path", "/nonexistent", *argv])
+        return command_line.debug_level(), command_line.log_file
+
+    assert early("--run-once", "--debug", "2", "--log_file", "/x.log", "--regions", "a") == (2, "/x.log")
+    assert early("--log_file", "/x.log", "--debug", "9") == (0, "/x.log")
+    assert early("--no-such-flag", "--debug", "1", "--log_file", "/x.log") == (1, "/x.log")
+    assert early("--debug") == (0, None)
 
 
 def test_an_unopenable_log_file_is_one_line_and_exit_2(moto):

@@ -228,6 +228,26 @@ def test_a_version_2_state_file_relabelled_re_sends_nothing(logs, receiver, cli_
     assert receiver.take().events == []  # relabelled again: nothing re-sent
 
 
+def test_a_version_2_group_kept_under_two_labels_is_not_guessed_and_says_so(
+    logs, receiver, cli_args, short_dir
+):
+    one_scan(logs, seed=3, repo="web")
+    assert run_cli(*cli_args()).returncode == 0
+    receiver.take()
+    v2 = short_dir / "v2-two-labels.db"
+    as_version_2(state_db(cli_args), v2, label="alpha")
+    db = sqlite3.connect(v2)
+    db.execute("INSERT INTO groups SELECT 'beta', region, log_group, read_until_ms FROM groups")
+    db.commit()
+    db.close()
+    args = cli_args("--aws_account_alias", "gamma")
+    args[args.index("--state_db") + 1] = str(v2)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in receiver.take().status if "previous version kept its state" in line]
+    assert len(warning) == 1 and "'alpha', 'beta'" in warning[0] and "<aws_account_alias>" in warning[0]
+
+
 def test_two_blocks_of_one_account_read_each_group_once(logs, receiver, cli_args, tmp_path):
     scans = [one_scan(logs, seed=n, repo=f"repo-{n}") for n in range(3)]
     block = (

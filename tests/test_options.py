@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from lambda_writer import make_scan, write_scan
-from wazuh_ecr_scan.config import parse_date_ms, parse_interval
 from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG, EXIT_CREDENTIALS, ConfigError
+from wazuh_ecr_scan.settings import parse_date_ms, parse_interval
 
 NOW_MS = int(time.time() * 1000)
 
@@ -205,3 +205,27 @@ def test_discard_regex_without_field_tests_only_messages_that_are_not_json_and_s
     _, summaries_kept = replay_with(tmp_path, "<discard_regex>.*LOW</discard_regex>", "multi-repo.jsonl")
     assert len(summaries_kept) == len(replay_with(tmp_path, "", "multi-repo.jsonl")[1])
     assert "<discard_regex> without field tests only messages that are not JSON" in result.stderr
+
+
+def test_role_arns_are_read_by_partition_account_and_resource():
+    from wazuh_ecr_scan.values import role_account
+
+    assert role_account("arn:aws-us-gov:iam::123456789012:role/path/wazuh") == "123456789012"
+    assert role_account("arn:aws-cn:iam::123456789012:role/r") == "123456789012"
+    for not_a_role in (
+        "arn:aws:iam::123456789012:user/r",  # a user
+        "arn:aws:iam::12345:role/r",  # not a 12-digit account
+        "arn:aws:iam:us-east-1:123456789012:role/r",  # IAM ARNs have no region
+        "arn:aws:iam::123456789012:role/",  # no role name
+        "arn:aws:sts::123456789012:assumed-role/r/s",
+        "wazuh-role",
+        None,
+    ):
+        assert role_account(not_a_role) is None, not_a_role
+
+
+def test_wazuh_dates_take_english_month_names_in_any_case():
+    assert parse_date_ms("2024-may-01") == parse_date_ms("2024-MAY-01") == parse_date_ms("2024-05-01")
+    assert parse_date_ms("2024-Sep-30") == parse_date_ms("2024-09-30")
+    with pytest.raises(ConfigError, match="'2024-MAI-01' is not a date"):
+        parse_date_ms("2024-MAI-01")

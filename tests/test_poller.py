@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 from botocore.exceptions import ClientError
 from wazuh_ecr_scan import cli
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import AnalysisdUnavailable
 from wazuh_ecr_scan.events import LogEvent, Page
 from wazuh_ecr_scan.poller import COMMIT_EVERY, Poller, Source
+from wazuh_ecr_scan.settings import ServiceSettings
 from wazuh_ecr_scan.state import GroupKey, StateStore
 
 DAY_MS = 86_400_000
@@ -83,7 +83,7 @@ class Clock:
 
 
 def poller(state: StateStore, sender: FakeSender, clock: Clock, **settings) -> Poller:
-    return Poller(Settings(**{"workers": 1, **settings}), state, sender, clock)
+    return Poller(ServiceSettings(**{"workers": 1, **settings}), state, sender, clock)
 
 
 def test_a_group_first_seen_after_midnight_is_read_from_before_the_last_pass():
@@ -148,7 +148,11 @@ def test_a_new_group_listed_but_not_reached_before_a_stop_keeps_its_first_start(
     reader.put(A, MIDNIGHT - 3 * 60 * MIN)
     reader.put(B, MIDNIGHT - 3 * 60 * MIN)
     stop = Poller(
-        Settings(workers=1), state, sender, Clock(MIDNIGHT - 10 * MIN), should_stop=lambda: bool(sender.sent)
+        ServiceSettings(workers=1),
+        state,
+        sender,
+        Clock(MIDNIGHT - 10 * MIN),
+        should_stop=lambda: bool(sender.sent),
     )
     stop.run_pass([Source("default", reader)])  # stops after group A
     assert B not in reader.starts
@@ -324,7 +328,7 @@ def test_a_reader_shown_on_the_progress_line_keeps_aws_time_and_stream_removal(m
     aws_now = MIDNIGHT + 3_600_000
     reader.put(A, aws_now - 60_000)
     reader.server_times_ms = {A: aws_now}
-    wrapped = cli._wrap(reader, Settings())
+    wrapped = cli._wrap(reader, ServiceSettings())
     assert wrapped is not reader
     clock = Clock(aws_now + 3_600_000)
     poller(state, sender, clock, remove_log_streams=True).run_pass([Source("default", wrapped)])

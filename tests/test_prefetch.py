@@ -17,11 +17,11 @@ from botocore.exceptions import ClientError
 from conftest import run_cli
 from fault_proxy import FaultProxy
 from lambda_writer import make_scan, write_scan
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import CredentialsError
 from wazuh_ecr_scan.events import LogEvent, Page
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.prefetch import Prefetcher
+from wazuh_ecr_scan.settings import ServiceSettings
 from wazuh_ecr_scan.state import StateStore
 
 PREFIX = "/aws/ecr/image-scan-findings/"
@@ -215,7 +215,7 @@ def run_pass(workers: int, sources: list[Source], stop_after: int | None = None)
     state = StateStore(":memory:")
     sender = ListSender()
     poller = Poller(
-        Settings(workers=workers, **SETTINGS),
+        ServiceSettings(workers=workers, **SETTINGS),
         state,
         sender,
         clock=lambda: T0 / 1000 + 60,
@@ -240,7 +240,9 @@ def next_pass(state: StateStore) -> dict[str, Any]:
     each group and what it sends."""
     sources = [Source(s.account, FakeReader(s.reader.region, s.reader._pages)) for s in sources_for_test()]
     sender = ListSender()
-    Poller(Settings(workers=1, **SETTINGS), state, sender, clock=lambda: T0 / 1000 + 120).run_pass(sources)
+    Poller(ServiceSettings(workers=1, **SETTINGS), state, sender, clock=lambda: T0 / 1000 + 120).run_pass(
+        sources
+    )
     starts = {group: start for source in sources for group, start in source.reader.starts.items()}
     return {"starts": starts, "datagrams": sender.datagrams}
 

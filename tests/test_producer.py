@@ -697,6 +697,7 @@ def test_an_unrelated_event_is_logged_once_and_writes_nothing(aws, event, caplog
 # -- the template ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # a whole linter run (seconds): with the tool runs, not the in-process tier
 def test_the_template_passes_cfn_lint():
     from cfnlint.api import lint_file
 

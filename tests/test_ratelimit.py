@@ -18,8 +18,8 @@ from moto_server import logs_client
 from wazuh_ecr_scan import ratelimit
 from wazuh_ecr_scan.aws import CallCounter
 from wazuh_ecr_scan.aws import logs_client as module_logs_client
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.ratelimit import JITTER_MARGIN_S, RateLimiter, TokenBucket
+from wazuh_ecr_scan.settings import ServiceSettings
 
 
 class FakeClock:
@@ -179,7 +179,7 @@ def test_every_attempt_waits_for_a_token_retries_included(proxy: FaultProxy, log
 
 
 def test_module_clients_share_one_cap_per_rate(proxy: FaultProxy, logs: Any) -> None:
-    settings = Settings(service_endpoint=proxy.url, max_rate=37.0)
+    settings = ServiceSettings(service_endpoint=proxy.url, max_rate=37.0)
     session = boto3.Session(
         region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )

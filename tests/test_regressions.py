@@ -18,7 +18,6 @@ import pytest
 from botocore.stub import Stubber
 from lambda_writer import make_scan, recording_lines
 from wazuh_ecr_scan.cli import main
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.encode import EVENT_HEADER, encode_event
 from wazuh_ecr_scan.errors import AnalysisdUnavailable
 from wazuh_ecr_scan.events import LogEvent, Page
@@ -27,6 +26,7 @@ from wazuh_ecr_scan.logs import mask
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.reader import CloudWatchReader
 from wazuh_ecr_scan.sender import StdoutSender
+from wazuh_ecr_scan.settings import ServiceSettings
 from wazuh_ecr_scan.state import StateStore
 
 ANALYSISD_MAX_DATAGRAM = 65535  # OS_MAXSTR - 1: longer datagrams are cut by analysisd
@@ -81,7 +81,7 @@ class Collect:
 
 
 def one_pass(state: StateStore, reader, sender, now_ms: int, **settings) -> None:
-    poller = Poller(Settings(workers=1, **settings), state, sender, clock=lambda: now_ms / 1000)
+    poller = Poller(ServiceSettings(workers=1, **settings), state, sender, clock=lambda: now_ms / 1000)
     poller.run_pass([Source("default", reader)])
 
 

@@ -25,10 +25,10 @@ import botocore.session
 from botocore.config import Config
 
 from wazuh_ecr_scan import __version__, ratelimit
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import AwsError, ConfigError, CredentialsError
 from wazuh_ecr_scan.logs import log, register_secret
-from wazuh_ecr_scan.values import ROLE_ARN_RE
+from wazuh_ecr_scan.settings import ServiceSettings as Settings
+from wazuh_ecr_scan.values import role_account
 
 ROLE_SESSION_NAME = "wazuh-ecr-scan"
 # Retries when neither a flag nor the AWS profile (`retry_mode`, `max_attempts`) sets them. The stock
@@ -220,9 +220,9 @@ def resolve_account(settings: Settings, session: boto3.Session, region: str, cou
 
     An assumed role acts in the account of its ARN; other credentials are asked with
     sts:GetCallerIdentity (no permission needed), once per access key in a run."""
-    role = ROLE_ARN_RE.match(settings.iam_role_arn or "")
+    role = role_account(settings.iam_role_arn)
     if role:
-        return role[1]
+        return role
     credentials = session.get_credentials()
     if credentials is None:
         raise CredentialsError(no_credentials_message(settings.aws_profile))

@@ -31,9 +31,10 @@ from wazuh_ecr_scan.aws import (
     logs_client,
     make_session,
 )
-from wazuh_ecr_scan.config import Settings
 from wazuh_ecr_scan.errors import EXIT_INTERNAL, EXIT_OK, CredentialsError
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
+from wazuh_ecr_scan.settings import RunSettings, ServiceSettings
+from wazuh_ecr_scan.values import arn_partition
 
 LISTED_GROUPS = 50
 
@@ -52,8 +53,7 @@ class Identity:
 
     @property
     def partition(self) -> str:
-        parts = self.arn.split(":")
-        return parts[1] if len(parts) > 1 and parts[1] else "aws"
+        return arn_partition(self.arn)
 
 
 @dataclass
@@ -68,14 +68,14 @@ class Report:
         return [c for c in self.checks if c.status == "FAIL"]
 
 
-def run(settings: Settings, out: TextIO | None = None) -> int:
+def run(settings: RunSettings, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     print(f"wazuh-ecr-scan {__version__} --check-config", file=out)
     for line in describe_module(settings):
         print(line, file=out)
     report = Report()
-    resolved: list[tuple[Settings, str]] = []
-    for number, service in enumerate(settings.passes(), 1):
+    resolved: list[tuple[ServiceSettings, str]] = []
+    for number, service in enumerate(settings.services, 1):
         print(f"service {number}: {service.origin}", file=out)
         for line in describe_service(service):
             print(f"  {line}", file=out)
@@ -94,22 +94,26 @@ def run(settings: Settings, out: TextIO | None = None) -> int:
 # -- resolved settings -----------------------------------------------------------------------------
 
 
-def describe_module(s: Settings) -> list[str]:
+def describe_module(s: RunSettings) -> list[str]:
     mode = "one pass (--run-once)" if s.run_once else f"a pass every {s.interval_s}s"
     lines = [
         f"configuration: {s.config_file or 'command line only'}",
         f"  schedule: {mode}, run_on_start {_yes(s.run_on_start)}, skip_on_error {_yes(s.skip_on_error)}",
         f"  output: {'analysisd socket ' + s.socket_path if s.output == 'socket' else 'standard output'}",
         f"  state DB: {s.state_db}",
-        f"  debug {s.debug}, workers {s.workers}, max_rate {s.max_rate}/s, "
-        f"retries {s.retry_mode} x{s.max_attempts}",
+        f"  debug {s.debug}, " + _reading(s.services[0]),
     ]
     if s.disabled:
         lines.append("  disabled: every aws-s3 block says <disabled>yes</disabled>; a run reads nothing")
     return lines
 
 
-def describe_service(s: Settings) -> list[str]:
+def _reading(s: ServiceSettings) -> str:
+    """How services are read: set by flags, the same for every service of a run."""
+    return f"workers {s.workers}, max_rate {s.max_rate}/s, retries {s.retry_mode} x{s.max_attempts}"
+
+
+def describe_service(s: ServiceSettings) -> list[str]:
     groups = ", ".join(s.log_groups) if s.log_groups else f"every group starting with {s.log_group_prefix}"
     start = _date(s.only_logs_after_ms) if s.only_logs_after_ms is not None else "today 00:00 UTC"
     rule = discard.rule_of(s)
@@ -128,7 +132,7 @@ def describe_service(s: Settings) -> list[str]:
 # -- AWS -------------------------------------------------------------------------------------------
 
 
-def check_service(s: Settings, report: Report) -> str | None:
+def check_service(s: ServiceSettings, report: Report) -> str | None:
     """The checks of one service block; the account its credentials resolve to, if they do."""
     for warning in discard.startup_warnings(s):
         report.add(Check("warn", warning))
@@ -157,7 +161,7 @@ def check_service(s: Settings, report: Report) -> str | None:
     return identity.account
 
 
-def overlaps(s: Settings, account: str, earlier: list[tuple[Settings, str]]) -> list[Check]:
+def overlaps(s: ServiceSettings, account: str, earlier: list[tuple[ServiceSettings, str]]) -> list[Check]:
     """Blocks of one account listing the same groups in a Region: a pass reads each group once, by the
     first block (its discard settings apply)."""
     checks = []
@@ -175,8 +179,8 @@ def overlaps(s: Settings, account: str, earlier: list[tuple[Settings, str]]) -> 
     return checks
 
 
-def _groups_overlap(first: Settings, second: Settings) -> bool:
-    def patterns(s: Settings) -> list[tuple[bool, str]]:
+def _groups_overlap(first: ServiceSettings, second: ServiceSettings) -> bool:
+    def patterns(s: ServiceSettings) -> list[tuple[bool, str]]:
         # (is_prefix, text); no groups means discovery by --log_group_prefix
         return [(g.endswith("*"), g.rstrip("*")) for g in s.log_groups] or [(True, s.log_group_prefix)]
 
@@ -187,7 +191,7 @@ def _groups_overlap(first: Settings, second: Settings) -> bool:
     return False
 
 
-def _session(s: Settings, region: str, counter: CallCounter, report: Report) -> boto3.Session | None:
+def _session(s: ServiceSettings, region: str, counter: CallCounter, report: Report) -> boto3.Session | None:
     try:
         session = make_session(s, region, counter)
     except CredentialsError as exc:
@@ -220,7 +224,7 @@ def check_identity(sts: Any, report: Report) -> Identity | None:
     return identity
 
 
-def check_region(client: Any, region: str, identity: Identity, s: Settings, report: Report) -> None:
+def check_region(client: Any, region: str, identity: Identity, s: ServiceSettings, report: Report) -> None:
     found = _list_groups(client, region, identity, s, report)
     if found is None:
         return
@@ -237,7 +241,7 @@ def check_region(client: Any, region: str, identity: Identity, s: Settings, repo
 
 
 def _list_groups(
-    client: Any, region: str, identity: Identity, s: Settings, report: Report
+    client: Any, region: str, identity: Identity, s: ServiceSettings, report: Report
 ) -> list[str] | None:
     prefix = _common_prefix(s)
     kwargs: dict[str, Any] = {"limit": LISTED_GROUPS}
@@ -290,7 +294,7 @@ def _arn(identity: Identity, region: str, group: str) -> str:
     return f"arn:{identity.partition}:logs:{region}:{identity.account}:log-group:{suffix}"
 
 
-def _common_prefix(s: Settings) -> str:
+def _common_prefix(s: ServiceSettings) -> str:
     if not s.log_groups:
         return s.log_group_prefix
     names = [g.rstrip("*") for g in s.log_groups]
@@ -304,7 +308,7 @@ def _common_prefix(s: Settings) -> str:
 # -- this host -------------------------------------------------------------------------------------
 
 
-def check_local(s: Settings, report: Report) -> None:
+def check_local(s: RunSettings, report: Report) -> None:
     if s.output == "socket":
         report.add(_check_socket(s.socket_path))
     report.add(_check_state_dir(s.state_db))
@@ -312,7 +316,7 @@ def check_local(s: Settings, report: Report) -> None:
         report.add(check)
 
 
-def check_stock_wodle(s: Settings) -> list[Check]:
+def check_stock_wodle(s: RunSettings) -> list[Check]:
     """Wazuh's aws-s3 wodle reading the same groups from ossec.conf forwards every message raw."""
     paths = [os.path.join(s.wazuh_path, "etc", "ossec.conf")]
     if s.config_file and os.path.basename(s.config_file) == "ossec.conf":

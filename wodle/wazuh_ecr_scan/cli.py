@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from wazuh_ecr_scan import discard, encode
 from wazuh_ecr_scan.aws import CallCounter, Clients, resolve_account
-from wazuh_ecr_scan.config import Settings, early_options, early_status_socket, parse_args
+from wazuh_ecr_scan.cli_args import CommandLine, read_command_line
 from wazuh_ecr_scan.errors import (
     EXIT_AWS,
     EXIT_CREDENTIALS,
@@ -37,6 +37,7 @@ from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.reader import CloudWatchReader, Reader
 from wazuh_ecr_scan.replay import ReplayReader
 from wazuh_ecr_scan.sender import STATUS, Sender, SocketSender, StdoutSender
+from wazuh_ecr_scan.settings import RunSettings, ServiceSettings, run_settings
 from wazuh_ecr_scan.state import MEMORY, StateStore, throwaway_copy
 
 SUBCOMMANDS = ("install", "uninstall")
@@ -48,19 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         from wazuh_ecr_scan import install
 
         return install.main(argv)
+    command_line = read_command_line(argv)
     log.addHandler(STATUS)
     try:
-        return _main(argv)
+        return _main(command_line)
     finally:
         log.removeHandler(STATUS)
         # Every exit path: WARNING and ERROR lines logged while no run sender was open reach analysisd.
-        STATUS.deliver_pending(early_status_socket(argv))
+        STATUS.deliver_pending(command_line.status_socket())
 
 
-def _main(argv: list[str]) -> int:
+def _main(command_line: CommandLine) -> int:
     try:
-        _setup_early_logging(argv)
-        settings = parse_args(argv)
+        _setup_early_logging(command_line)
+        settings = run_settings(command_line)
     except FatalError as exc:
         log.error("%s", exc)
         return exc.exit_code
@@ -81,15 +83,14 @@ def _main(argv: list[str]) -> int:
         return EXIT_INTERNAL
 
 
-def _setup_early_logging(argv: list[str]) -> None:
-    """Logging from --debug and --log_file before the full parse, so a configuration error reaches the
-    log file too: under modulesd (ignore_output) stderr goes nowhere."""
+def _setup_early_logging(command_line: CommandLine) -> None:
+    """Logging from --debug and --log_file before the settings are checked, so a configuration error
+    reaches the log file too: under modulesd (ignore_output) stderr goes nowhere."""
     setup_logging(0)
-    debug, log_file = early_options(argv)
-    setup_logging(debug, log_file=log_file)
+    setup_logging(command_line.debug_level(), log_file=command_line.log_file)
 
 
-def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
+def run(settings: RunSettings, clock: Callable[[], float] = time.time) -> int:
     if _reads_a_copy(settings):
         with tempfile.TemporaryDirectory(prefix="wazuh-ecr-scan-") as directory:
             log.info(
@@ -102,11 +103,11 @@ def run(settings: Settings, clock: Callable[[], float] = time.time) -> int:
     return _run(settings, clock)
 
 
-def _reads_a_copy(settings: Settings) -> bool:
+def _reads_a_copy(settings: RunSettings) -> bool:
     return settings.output == "stdout" and not settings.state_db_given and settings.state_db != MEMORY
 
 
-def _run(settings: Settings, clock: Callable[[], float]) -> int:
+def _run(settings: RunSettings, clock: Callable[[], float]) -> int:
     if settings.disabled:
         log.info("module disabled in %s (<disabled>yes</disabled>): nothing to read", settings.config_file)
         return EXIT_OK
@@ -120,7 +121,7 @@ def _run(settings: Settings, clock: Callable[[], float]) -> int:
         stop = _stop_on_signals()
         counted = _ProgressSender(sender) if PROGRESS.enabled else sender
         pollers = _pollers(settings, state, counted, clock, stop)
-        for service in settings.passes():
+        for service in settings.services:
             for warning in discard.startup_warnings(service):
                 # a setting, not a fault: not an alert at every pass
                 log.warning("%s: %s", service.origin, warning, **local_only())
@@ -163,20 +164,24 @@ def _run(settings: Settings, clock: Callable[[], float]) -> int:
 
 
 def _pollers(
-    settings: Settings, state: StateStore, sender: Sender, clock: Callable[[], float], stop: threading.Event
-) -> list[tuple[Settings, Poller]]:
+    settings: RunSettings,
+    state: StateStore,
+    sender: Sender,
+    clock: Callable[[], float],
+    stop: threading.Event,
+) -> list[tuple[ServiceSettings, Poller]]:
     """One Poller per service block; they share the pass's claims on groups (see Poller._claim)."""
     claims: dict = {}
-    labels = [service.account for service in settings.passes()]
+    labels = [service.account for service in settings.services]
     pollers = []
-    for n, service in enumerate(settings.passes()):
+    for n, service in enumerate(settings.services):
         others = frozenset(labels[:n] + labels[n + 1 :])
         poller = Poller(service, state, sender, clock, stop.is_set, claims=claims, other_labels=others)
         pollers.append((service, poller))
     return pollers
 
 
-def _run_pass(pollers: list[tuple[Settings, Poller]], clients: Clients) -> tuple[PassStats, int]:
+def _run_pass(pollers: list[tuple[ServiceSettings, Poller]], clients: Clients) -> tuple[PassStats, int]:
     """One pass over every service block. With several blocks, one account's rejected credentials are
     logged and the other accounts are still read; with one block the CredentialsError ends the run."""
     total = PassStats()
@@ -218,13 +223,13 @@ def _print_summary(stats: PassStats, calls: Counter[str]) -> None:
     print(f"API calls: {made}", file=sys.stderr)
 
 
-def make_sender(settings: Settings) -> Sender:
+def make_sender(settings: RunSettings) -> Sender:
     if settings.output == "stdout":
         return StdoutSender()
     return SocketSender(settings.socket_path)
 
 
-def build_sources(settings: Settings, clients: Clients) -> list[Source]:
+def build_sources(settings: ServiceSettings, clients: Clients) -> list[Source]:
     if settings.replay:
         # A recording has no credentials to resolve: its state is kept under the block's label.
         reader = ReplayReader(settings.replay, settings.regions[0], settings.log_groups)
@@ -238,7 +243,7 @@ def build_sources(settings: Settings, clients: Clients) -> list[Source]:
     return sources
 
 
-def _wrap(reader: Reader, settings: Settings) -> Reader:
+def _wrap(reader: Reader, settings: ServiceSettings) -> Reader:
     if PROGRESS.enabled:
         reader = _ProgressReader(reader, settings.account)
     return reader

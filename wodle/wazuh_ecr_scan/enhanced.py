@@ -156,9 +156,9 @@ def _score(payload: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
         holder = payload.get(container)
         used = holder.get(key) if isinstance(holder, dict) else None
         used = used if isinstance(used, dict) else {}
-        base = _number(used.get("score"))
+        base = number(used.get("score"))
         if base is None:
-            base = _number(payload.get(top))
+            base = number(payload.get(top))
         if base is not None:
             score: dict[str, Any] = {"base": base}
             _put(score, "version", used.get("version"))
@@ -166,7 +166,7 @@ def _score(payload: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
             return score
     cvss = details.get("cvss")
     if isinstance(cvss, list) and cvss and isinstance(cvss[0], dict):
-        base = _number(cvss[0].get("baseScore"))
+        base = number(cvss[0].get("baseScore"))
         if base is not None:
             score = {"base": base}
             _put(score, "version", cvss[0].get("version"))
@@ -182,7 +182,7 @@ def _unreadable_score(payload: dict[str, Any], details: dict[str, Any]) -> Any:
     if isinstance(cvss, list) and cvss and isinstance(cvss[0], dict):
         candidates.append(cvss[0].get("baseScore"))
     for raw in candidates:
-        if raw is not None and not isinstance(raw, dict | list) and _number(raw) is None:
+        if raw is not None and not isinstance(raw, dict | list) and number(raw) is None:
             return raw
     return None
 
@@ -217,8 +217,8 @@ def _finding_context(payload: dict[str, Any], details: dict[str, Any], ecr: dict
     if isinstance(exploitability, dict):
         _time(ecr, "last_known_exploit", exploitability.get("lastKnownExploitAt"))
     epss = payload.get("epss")
-    if isinstance(epss, dict) and _number(epss.get("score")) is not None:
-        ecr["epss_score"] = _number(epss.get("score"))
+    if isinstance(epss, dict) and number(epss.get("score")) is not None:
+        ecr["epss_score"] = number(epss.get("score"))
     remediation = payload.get("remediation")
     recommendation = remediation.get("recommendation") if isinstance(remediation, dict) else None
     if isinstance(recommendation, dict):
@@ -261,7 +261,8 @@ def _put(target: dict[str, Any], key: str, value: Any, limit: int | None = MAX_S
     target[key] = text if limit is None else text[:limit]
 
 
-def _number(value: Any) -> float | int | None:
+def number(value: Any) -> float | int | None:
+    """A finite number from a JSON number or numeric text; None for anything else (booleans too)."""
     if isinstance(value, bool) or value is None:
         return None
     try:

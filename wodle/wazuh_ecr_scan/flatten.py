@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import time
 from typing import Any
 
 from wazuh_ecr_scan.enhanced import SCANNER_VENDOR as ENHANCED_VENDOR
 from wazuh_ecr_scan.enhanced import enhanced_fields, is_enhanced, unique_key
+from wazuh_ecr_scan.enhanced import number as _number
 from wazuh_ecr_scan.events import LogEvent  # also imported from here by older code
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX, parse_stream_name, repository_of
 
@@ -390,15 +390,3 @@ def _put_text(target: dict[str, Any], key: str, value: Any) -> None:
         # how deep json.dumps may still recurse from here.
         raise ParseError(f"{key} is a JSON {type(value).__name__}, not text")
     target[key] = value if isinstance(value, str) else json.dumps(value)
-
-
-def _number(value: Any) -> float | int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if not math.isfinite(number):
-        return None
-    return number

@@ -11,21 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from typing import Any
 
 from lxml import etree
 
+from wazuh_ecr_scan import values
 from wazuh_ecr_scan.errors import ConfigError
 from wazuh_ecr_scan.logs import log
-from wazuh_ecr_scan.values import (
-    REGION_RE,
-    ROLE_ARN_RE,
-    compile_pattern,
-    date_ms,
-    interval_seconds,
-    split_list,
-    yes_no,
-)
+from wazuh_ecr_scan.values import compile_pattern, date_ms, interval_seconds, split_list, yes_no
 
 MODULE = "aws-s3"
 CLOUDWATCHLOGS = "cloudwatchlogs"
@@ -36,7 +29,6 @@ SCHEDULING_TAGS = ("day", "wday", "time")
 DEPRECATED_KEYS = ("access_key", "secret_key")
 # aws_tools.arg_valid_key: characters S3/CloudWatch names must avoid.
 _GROUP_BAD_CHARS = set("\\{}^%`[]'\"<>~#|")
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
 _BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z]+|#\d+|#x[0-9A-Fa-f]+);)")
 _XML_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*\?>")
 # Wazuh's os_xml skips a comment up to the first "-->", whatever it holds ("--", any bytes).
@@ -294,23 +286,17 @@ class _Reader:
         value = self.text(element)
         if not value:
             raise self.error(element, f"Empty content for tag 'aws_account_id' at module '{MODULE}'.")
-        if not _ACCOUNT_RE.match(value):
-            raise self.invalid(element, f"{value!r} is not a 12-digit AWS account ID")
-        return {"aws_account_id": value}
+        return {"aws_account_id": self.checked(element, values.account_id, value)}
 
     def role_arn(self, element: etree._Element) -> dict:
         value = self.text(element)
-        if value and not ROLE_ARN_RE.match(value):
-            raise self.invalid(element, f"{value!r} is not a role ARN (arn:aws:iam::<account>:role/<name>)")
-        return {"iam_role_arn": value} if value else {}
+        return {"iam_role_arn": self.checked(element, values.role_arn, value)} if value else {}
 
     def role_duration(self, element: etree._Element) -> dict:
         value = self.text(element)
         if not value:
             return {}
-        if not value.isdigit() or not 900 <= int(value) <= 43200:
-            raise self.invalid(element, f"{value!r}: the session duration is 900 to 43200 seconds")
-        return {"iam_role_duration": int(value)}
+        return {"iam_role_duration": self.checked(element, values.role_duration, value)}
 
     def only_logs_after(self, element: etree._Element) -> dict:
         value = self.text(element)
@@ -328,8 +314,7 @@ class _Reader:
             log.warning("%s line %d: Empty content for tag 'regions'.", self.path, element.sourceline)
             return {}
         for region in regions:
-            if not REGION_RE.match(region):
-                raise self.invalid(element, f"{region!r} is not an AWS region name (e.g. us-east-1)")
+            self.checked(element, values.region, region)
         return {"regions": tuple(dict.fromkeys(regions))}
 
     def log_groups(self, element: etree._Element) -> dict:
@@ -367,11 +352,14 @@ class _Reader:
         value = self.text(element)
         if not value:
             return {}
-        url = value if "://" in value else "https://" + value  # Wazuh's docs give bare VPC endpoint names
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.invalid(element, f"{value!r} is not an endpoint URL or host name")
-        return {name: url}
+        return {name: self.checked(element, values.endpoint_url, value)}
+
+    def checked(self, element: etree._Element, check: Callable[[Any], Any], value: Any) -> Any:
+        """`check(value)`, its ValueError refused as invalid content of `element`."""
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise self.invalid(element, str(exc)) from exc
 
     def invalid(self, element: etree._Element, reason: str) -> ConfigError:
         return self.error(element, f"Invalid content for tag '{element.tag}' at module '{MODULE}': {reason}.")

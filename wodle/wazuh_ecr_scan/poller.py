@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 import botocore.exceptions
 
@@ -29,7 +30,6 @@ from wazuh_ecr_scan.aws import (
     is_credentials_error,
     no_credentials_message,
 )
-from wazuh_ecr_scan.config import Settings, start_of_today_ms
 from wazuh_ecr_scan.discard import Discarder, rule_of
 from wazuh_ecr_scan.encode import encode_event
 from wazuh_ecr_scan.errors import CredentialsError, FatalError
@@ -41,6 +41,7 @@ from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
 from wazuh_ecr_scan.prefetch import Prefetcher
 from wazuh_ecr_scan.reader import Reader
 from wazuh_ecr_scan.sender import Sender
+from wazuh_ecr_scan.settings import ServiceSettings
 from wazuh_ecr_scan.state import GroupKey, StateStore
 
 # A FilterLogEvents page holds up to 10,000 events; committing in slices bounds what a kill re-sends.
@@ -81,7 +82,7 @@ class _ListingFailed:
 class Poller:
     def __init__(
         self,
-        settings: Settings,
+        settings: ServiceSettings,
         state: StateStore,
         sender: Sender,
         clock: Callable[[], float] = time.time,
@@ -224,6 +225,17 @@ class Poller:
     def _adopt_legacy(self, key: GroupKey) -> bool:
         label = self.state.adopt_legacy(key, self.settings.account, self.other_labels)
         if label is None:
+            left = sorted(self.state.legacy_labels(key))
+            if left:
+                log.warning(
+                    "group %s (region %s): the previous version kept its state under %s, and which of them"
+                    " is this block's is not certain: read as a new group, so what was sent before the"
+                    " upgrade may be sent again; give this block the <aws_account_id> or"
+                    " <aws_account_alias> it had before the upgrade",
+                    key.log_group,
+                    key.region,
+                    ", ".join(repr(each) for each in left),
+                )
             return False
         log.info(
             "group %s (region %s): state kept under label %r now kept under account %s, the account the"
@@ -551,6 +563,11 @@ class Poller:
         except AWS_ERRORS:
             return ""
         return f"; did you mean {candidate}? (<aws_log_groups> takes whole group names)" if exists else ""
+
+
+def start_of_today_ms(now_s: float) -> int:
+    today = datetime.fromtimestamp(now_s, tz=timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(today.timestamp() * 1000)
 
 
 def _outside(page: list[LogEvent], window: tuple[int, int], stats: GroupStats) -> list[LogEvent]:

@@ -236,6 +236,13 @@ class StateStore:
                 (first_start_ms, *_k(key)),
             )
 
+    def legacy_labels(self, key: GroupKey) -> set[str]:
+        """The labels a version-2 file kept this region and group under, not yet adopted by an account."""
+        rows = self._query(
+            "SELECT label FROM legacy_groups WHERE region=? AND log_group=?", (key.region, key.log_group)
+        )
+        return {row[0] for row in rows}
+
     def adopt_legacy(self, key: GroupKey, label: str, other_labels: frozenset[str]) -> str | None:
         """Move the state a version-2 file kept for this region and group under a label to the resolved
         account of `key`; the label it was under, or None when there is nothing (or nothing certain).
@@ -243,10 +250,7 @@ class StateStore:
         The label taken: this service's own label, the account itself, or else the only label that holds
         the group when no other service of this run goes by it (the label was edited, e.g. an
         <aws_account_id> added: the data is the same)."""
-        rows = self._query(
-            "SELECT label FROM legacy_groups WHERE region=? AND log_group=?", (key.region, key.log_group)
-        )
-        labels = {row[0] for row in rows}
+        labels = self.legacy_labels(key)
         if not labels:
             return None
         for candidate in (label, key.account):
