@@ -4,11 +4,16 @@ botocore's paginator carries AWS's clock."""
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from conftest import ROOT, cli_env
+from fault_proxy import FaultProxy
+from lambda_writer import make_scan, write_scan
 from wazuh_ecr_scan import aws, cli
 from wazuh_ecr_scan.aws import CallCounter, Clients, make_session
 from wazuh_ecr_scan.errors import ConfigError
@@ -80,7 +85,7 @@ def retries_of(settings: Settings) -> dict:
 
 def test_retries_come_from_the_aws_profile_when_no_flag_sets_them(tmp_path, monkeypatch, base_credentials):
     profile(tmp_path, monkeypatch, "retry_mode = standard\nmax_attempts = 3\n")
-    unset = Settings(aws_profile="reader", retry_mode=None, max_attempts=None)  # type: ignore[arg-type]
+    unset = Settings(aws_profile="reader")
     assert retries_of(unset) == {"mode": "standard", "total_max_attempts": 3}
     flags = Settings(aws_profile="reader", retry_mode="legacy", max_attempts=5)
     assert retries_of(flags) == {"mode": "legacy", "total_max_attempts": 5}
@@ -90,13 +95,13 @@ def test_without_flags_or_profile_retries_are_adaptive_with_8_attempts(
     tmp_path, monkeypatch, base_credentials
 ):
     profile(tmp_path, monkeypatch, "")
-    unset = Settings(aws_profile="reader", retry_mode=None, max_attempts=None)  # type: ignore[arg-type]
+    unset = Settings(aws_profile="reader")
     assert retries_of(unset) == {"mode": "adaptive", "total_max_attempts": 8}
 
 
 def test_a_bad_retry_setting_in_the_profile_is_a_configuration_error(tmp_path, monkeypatch, base_credentials):
     profile(tmp_path, monkeypatch, "max_attempts = many\n")
-    unset = Settings(aws_profile="reader", retry_mode=None, max_attempts=None)  # type: ignore[arg-type]
+    unset = Settings(aws_profile="reader")
     with pytest.raises(ConfigError, match="AWS profile reader: max_attempts 'many'"):
         retries_of(unset)
 
@@ -115,3 +120,39 @@ def test_each_page_carries_the_date_aws_answered_it_with(moto, logs, base_creden
     after = int(time.time() * 1000)
     assert [e.message for page in pages for e in page.events] == ["0", "1", "2"]
     assert all(page.server_time_ms is not None and before <= page.server_time_ms <= after for page in pages)
+
+
+def test_the_cli_retries_as_the_aws_profile_says_when_no_flag_is_given(
+    logs, receiver, moto, short_dir, tmp_path
+):
+    """The stock aws-s3 wodle's way: `retry_mode`/`max_attempts` of the profile (here 2 attempts, so a
+    call throttled twice gives up; the default 8 would have got through on the third)."""
+    write_scan(logs, make_scan(random.Random(5), "web", "v1", int(time.time() * 1000) - 60_000, {"HIGH": 1}))
+    (tmp_path / "config").write_text("[default]\nretry_mode = standard\nmax_attempts = 2\n")
+    env = {**cli_env(), "AWS_CONFIG_FILE": str(tmp_path / "config")}
+    with FaultProxy(moto, seed=3) as proxy:
+        proxy.throttle("FilterLogEvents", calls=[1, 2])
+        args = [
+            "--run-once",
+            "--service_endpoint",
+            proxy.url,
+            "--sts_endpoint",
+            moto,
+            "--socket",
+            receiver.path,
+        ]
+        args += [
+            "--state_db",
+            str(short_dir / "state.db"),
+            "--only_logs_after",
+            "2020-JAN-01",
+            "--workers",
+            "1",
+        ]
+        result = subprocess.run(
+            [sys.executable, "-m", "wazuh_ecr_scan", *args], capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        assert proxy.count("FilterLogEvents") == 2
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ThrottlingException on FilterLogEvents" in result.stderr
+    assert "skipped_groups=1" in result.stderr

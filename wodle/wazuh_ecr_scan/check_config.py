@@ -30,6 +30,7 @@ from wazuh_ecr_scan.aws import (
     is_credentials_error,
     logs_client,
     make_session,
+    retries,
 )
 from wazuh_ecr_scan.errors import EXIT_INTERNAL, EXIT_OK, CredentialsError
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
@@ -110,7 +111,8 @@ def describe_module(s: RunSettings) -> list[str]:
 
 def _reading(s: ServiceSettings) -> str:
     """How services are read: set by flags, the same for every service of a run."""
-    return f"workers {s.workers}, max_rate {s.max_rate}/s, retries {s.retry_mode} x{s.max_attempts}"
+    mode, attempts = retries(s)
+    return f"workers {s.workers}, max_rate {s.max_rate}/s, retries {mode} x{attempts}"
 
 
 def describe_service(s: ServiceSettings) -> list[str]:

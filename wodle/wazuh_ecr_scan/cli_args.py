@@ -86,8 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="read recorded events from this file instead of CloudWatch (no AWS call: state, if "
         "--state_db is given, is kept under the account label, not a resolved account)",
     )
-    p.add_argument("--retry_mode", choices=("adaptive", "standard", "legacy"), default="adaptive")
-    p.add_argument("--max_attempts", type=int, default=8, help="attempts per AWS call (botocore retries)")
+    p.add_argument(
+        "--retry_mode",
+        choices=("adaptive", "standard", "legacy"),
+        help="botocore retry mode (default: the AWS profile's retry_mode, else adaptive)",
+    )
+    p.add_argument(
+        "--max_attempts",
+        type=int,
+        help="attempts per AWS call, retries included (default: the AWS profile's max_attempts, else 8)",
+    )
     p.add_argument("--workers", type=int, default=4, help="groups read at the same time (1-32)")
     p.add_argument("--max_rate", type=float, default=4.0, help="requests/s per region and operation (cap)")
     p.add_argument(

@@ -65,8 +65,9 @@ class ServiceSettings:
     origin: str = "command line"
     # How it is read: flags only, the same for every service of a run.
     replay: str | None = None
-    retry_mode: str = "adaptive"
-    max_attempts: int = 8
+    # None: the AWS profile's retry_mode/max_attempts, else adaptive and 8 (aws.retries).
+    retry_mode: str | None = None
+    max_attempts: int | None = None
     workers: int = 4
     # Requests per second per region and operation; under AWS's quotas (FilterLogEvents 5-25/s by
     # Region, DescribeLogGroups about 10/s) so a pass never takes the account's whole budget.
@@ -136,7 +137,7 @@ def _service_from_flags(args: argparse.Namespace) -> ServiceSettings:
         raise ConfigError("--regions: at least one region is needed")
     if (args.discard_field is None) != (args.discard_regex is None):
         raise ConfigError("--discard-field and --discard-regex go together")
-    if args.max_attempts < 1:
+    if args.max_attempts is not None and args.max_attempts < 1:
         raise ConfigError("--max_attempts must be at least 1")
     if not 1 <= args.workers <= 32:
         raise ConfigError("--workers must be between 1 and 32")
