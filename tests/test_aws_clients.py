@@ -69,6 +69,28 @@ def test_rejected_credentials_are_looked_up_again_on_the_next_pass(moto, base_cr
     assert clients.get(settings, "us-east-1")[1] is not before[1]
 
 
+def test_a_key_rotated_in_the_shared_credentials_file_is_taken_by_the_next_pass(moto, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def rotate(key_id: str) -> None:
+        (tmp_path / "credentials").write_text(
+            f"[default]\naws_access_key_id = {key_id}\naws_secret_access_key = fake/Secret/{key_id}\n"
+        )
+
+    settings = Settings(service_endpoint=moto)
+    clients = Clients(CallCounter())
+    rotate("AKIAFAKEROTATED00001")
+    first = clients.get(settings, "us-east-1")
+    assert clients.get(settings, "us-east-1")[1] is first[1]  # unchanged: the same client
+    rotate("AKIAFAKEROTATED00002")
+    session, _ = clients.get(settings, "us-east-1")
+    assert session.get_credentials().get_frozen_credentials().access_key == "AKIAFAKEROTATED00002"
+
+
 def profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: str) -> None:
     (tmp_path / "config").write_text(f"[profile reader]\nregion = us-east-1\n{lines}")
     (tmp_path / "credentials").write_text(

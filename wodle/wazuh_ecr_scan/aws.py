@@ -301,19 +301,22 @@ def logs_client(settings: Settings, session: boto3.Session, region: str, counter
 class Clients:
     """A run's CloudWatch Logs clients, one per connection (credentials, endpoints, retries, rate) and
     region, made on first use and kept for the run: adaptive retry mode's learned rate lives in the client,
-    and a role's credentials renew themselves. A pass takes the clients the previous one used."""
+    and a role's credentials renew themselves. A pass takes the clients the previous one used, unless the
+    base credentials changed meanwhile (a key rotated in the shared credentials file)."""
 
     def __init__(self, counter: CallCounter) -> None:
         self.counter = counter
-        self._made: dict[tuple[Any, ...], tuple[boto3.Session, Any]] = {}
+        self._made: dict[tuple[Any, ...], tuple[str | None, boto3.Session, Any]] = {}
 
     def get(self, settings: Settings, region: str) -> tuple[boto3.Session, Any]:
         """The session and logs client of `settings` in `region`."""
         key = (*_connection(settings), region)
-        if key not in self._made:
+        base_key = _base_access_key(settings)
+        made = self._made.get(key)
+        if made is None or base_key is None or made[0] != base_key:
             session = make_session(settings, region, self.counter)
-            self._made[key] = (session, logs_client(settings, session, region, self.counter))
-        return self._made[key]
+            made = self._made[key] = (base_key, session, logs_client(settings, session, region, self.counter))
+        return made[1], made[2]
 
     def forget(self, settings: Settings) -> None:
         """Drop the clients of `settings`, whose credentials were rejected: the next pass looks them up
@@ -321,6 +324,16 @@ class Clients:
         connection = _connection(settings)
         for key in [k for k in self._made if k[:-1] == connection]:
             del self._made[key]
+
+
+def _base_access_key(settings: Settings) -> str | None:
+    """The access key the profile's credentials resolve to now; None when they cannot be found (make_session
+    then says why)."""
+    try:
+        credentials = boto3.Session(profile_name=settings.aws_profile).get_credentials()
+        return None if credentials is None else credentials.get_frozen_credentials().access_key
+    except botocore.exceptions.BotoCoreError:
+        return None
 
 
 def _connection(settings: Settings) -> tuple[Any, ...]:
