@@ -121,7 +121,8 @@ def bare_loop(recording: Path, sink: str, loads: Callable[[Any], Any], dumps: Ca
                 counts = dict.fromkeys(_SUMMARY_KEYS, 0)
                 counts.update(payload)
                 total = sum(counts.values())
-                ecr.update(severity_counts=counts, findings_total=total, truncated=total > 1000)
+                ecr.update(scan_type="basic", severity_counts=counts, findings_total=total)
+                ecr["truncated"] = total > 1000
             else:
                 event["vulnerability"] = _bare_vulnerability(payload, ecr)
             sock.send(b"1:Wazuh-AWS:" + dumps(event))
@@ -132,6 +133,7 @@ def bare_loop(recording: Path, sink: str, loads: Callable[[Any], Any], dumps: Ca
 
 def _bare_vulnerability(payload: dict[str, Any], ecr: dict[str, Any]) -> dict[str, Any]:
     attributes = {a["key"]: a["value"] for a in payload["attributes"]}
+    ecr["scan_type"] = "basic"
     ecr["attributes"] = attributes
     if "CVSS3_SCORE" in attributes:
         score = {"base": float(attributes["CVSS3_SCORE"]), "version": attributes["CVSS3_VECTOR"][5:8]}
