@@ -81,7 +81,7 @@ class Settings:
     # --config: one Settings per <service type="cloudwatchlogs"> block, each read in every pass.
     services: tuple[Settings, ...] = ()
     # Finding lifecycle (lifecycle.py); images not scanned for lifecycle_days are forgotten.
-    lifecycle: bool = False
+    lifecycle: bool = True
     lifecycle_days: int = 90
 
     @property
@@ -189,7 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for another instance using the same state file (default 60), then exit 6",
     )
-    p.add_argument("--lifecycle", action="store_true", help="mark findings new/persisting/changed/resolved")
+    p.add_argument(
+        "--lifecycle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mark findings new/persisting/changed/resolved and send resolved and scan_changes events, so "
+        "only what changed alerts (default on; --no-lifecycle: events as read, every rescan alerts)",
+    )
     p.add_argument("--lifecycle_days", type=int, default=90, help="forget images not scanned for N days")
     return p
 
