@@ -22,13 +22,13 @@ LATE_MS = 20 * MINUTE
 
 
 def lifecycle_args(cli_args, *extra: str) -> list[str]:
-    return cli_args("--lifecycle", "--workers", "1", *extra)
+    return cli_args("--workers", "1", *extra)  # the lifecycle is on by default
 
 
 def read_pass(cli_args, receiver, *extra: str) -> list[dict]:
     result = run_cli(*lifecycle_args(cli_args, *extra))
     assert result.returncode == 0, result.stderr
-    return receiver.take().events
+    return receiver.take().every
 
 
 def findings(events: list[dict]) -> dict[str, str]:
@@ -241,9 +241,9 @@ def test_replay_to_stdout_computes_the_same_lifecycle_as_a_live_read(logs, recei
 
 def test_without_lifecycle_events_are_as_before(logs, receiver, cli_args):
     write(logs, scan("web", "prod", "d1", NOW_MS - 10 * MINUTE, [finding("CVE-1")]))
-    result = run_cli(*cli_args())
+    result = run_cli(*cli_args("--no-lifecycle"))
     assert result.returncode == 0, result.stderr
-    got = receiver.take().events
+    got = receiver.take().every
     assert len(got) == 2
     assert all("change" not in e["aws"]["ecr"] and "status" not in e.get("vulnerability", {}) for e in got)
 
@@ -261,7 +261,7 @@ def test_the_lifecycle_makes_no_aws_call(logs, receiver, cli_args, short_dir: Pa
         receiver.take()
         return next(line for line in result.stderr.splitlines() if line.startswith("API calls:"))
 
-    without = api_calls("--state_db", str(short_dir / "off.db"))
-    with_lifecycle = api_calls("--lifecycle", "--state_db", str(short_dir / "on.db"))
+    without = api_calls("--no-lifecycle", "--state_db", str(short_dir / "off.db"))
+    with_lifecycle = api_calls("--state_db", str(short_dir / "on.db"))  # on by default
     assert with_lifecycle == without
     assert "FilterLogEvents=" in without
