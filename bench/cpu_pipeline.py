@@ -283,7 +283,7 @@ def summarise(lines: int, scans_read: int, runs: list[tuple[str, dict[str, Any],
         rate = result["events"] / result["cpu_s"]
         ratio = rate / bare_rate
         if name == LIFECYCLE_RUN:  # other bytes (lifecycle fields), one scan_changes more per scan
-            same = received["events"] == lines + scans_read
+            same = received["events"] == lines and received["made"] == scans_read
         else:
             same = received["digest"] == digest and received["events"] == lines
         rows.append(
