@@ -114,6 +114,26 @@ def test_a_truncated_scan_resolves_nothing(logs, receiver, cli_args):
         1,
     )
     assert "nothing is resolved" in truncated["incomplete_reason"]
+    # the missing findings alert once, on the scan_changes (110278), not on the summary (110221)
+    assert alerts(got)[110278] == 1 and 110221 not in alerts(got)
+
+
+def test_a_scan_of_over_1000_findings_all_logged_claims_none_missing(logs, receiver, cli_args):
+    """The producer logs every finding: a summary counting 1002 is not a truncated scan by itself."""
+    at = NOW_MS - 30 * MINUTE
+    first = scan("big", "2024.12", "d1", at, [finding(f"CVE-{n}") for n in range(1000)])
+    first.severity_counts = {"HIGH": 1002}
+    write(logs, first)  # the summary and 1000 findings (the writer stops at the old Lambda's 1000) ...
+    rest = scan("big", "2024.12", "d1", at, [finding("CVE-1000"), finding("CVE-1001")])
+    write_scan(logs, rest, skip_first=1)  # ... and the producer's two more, in the same stream
+    got = read_pass(cli_args, receiver)
+    (summary,) = [e for e in got if e["aws"]["event_type"] == "scan_summary"]
+    assert summary["aws"]["ecr"]["truncated"] is True  # the field keeps its meaning: over 1000
+    (changes,) = scan_changes(got)
+    assert (changes["complete"], changes["findings_received"]) == (True, 1002)
+    raised = alerts(got)
+    assert 110221 not in raised and 110278 not in raised  # nothing says findings are missing
+    assert raised[110275] == 1 and raised[110203] == 1002
 
 
 def test_a_scan_read_across_two_passes_resolves_only_after_the_second(logs, receiver, cli_args):
