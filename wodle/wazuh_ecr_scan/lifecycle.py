@@ -659,7 +659,16 @@ def _clean_line(finding: tuple[str, ...], row: Row) -> str:
 
 
 def _pack(findings: dict[tuple[str, str, str], Row]) -> bytes:
-    return zlib.compress("\n".join([_line(k, v) for k, v in findings.items()]).encode(), 1)
+    text = "\n".join(["\t".join(k + v) for k, v in findings.items()])
+    # Each line has at least 6 tabs (7 values) and the join adds len - 1 newlines: equal totals mean no
+    # value held a tab or a newline, checked once for the whole text instead of line by line.
+    if not _well_formed(text, 6 * len(findings), len(findings)):
+        text = "\n".join([_line(k, v) for k, v in findings.items()])
+    return zlib.compress(text.encode(), 1)
+
+
+def _well_formed(text: str, tabs: int, lines: int) -> bool:
+    return text.count("\t") == tabs and text.count("\n") == max(lines - 1, 0)
 
 
 def _unpack(blob: bytes) -> dict[tuple[str, str, str], Row]:
@@ -673,6 +682,11 @@ def _unpack(blob: bytes) -> dict[tuple[str, str, str], Row]:
 
 def _journal_lines(changed: dict[tuple[str, str, str], Row | None]) -> str:
     """`+<line>` for a finding added or updated, `-<cve, package, version>` for one removed."""
+    lines = ["-" + "\t".join(k) if v is None else "+" + "\t".join(k + v) for k, v in changed.items()]
+    text = "\n".join(lines)
+    removed = list(changed.values()).count(None)
+    if _well_formed(text, 6 * (len(changed) - removed) + 2 * removed, len(changed)):
+        return text
     return "\n".join(["-" + "\t".join(k) if v is None else "+" + _line(k, v) for k, v in changed.items()])
 
 
