@@ -721,7 +721,7 @@ def _iso_seconds(text: str) -> str:
 
 
 class Off:
-    """The lifecycle turned off (the default): events go out as flattened, nothing is kept."""
+    """The lifecycle turned off (--no-lifecycle): events go out as flattened, nothing is kept."""
 
     def annotate(self, account: str, event: dict[str, Any]) -> dict[str, Any]:
         return event
