@@ -3,7 +3,9 @@ process being measured: binds an AF_UNIX datagram socket and counts what arrives
 
     python bench/_sink.py SOCKET_PATH [--keys]
 
-Prints `ready` once bound, then answers each line on stdin: `stats` → one JSON line of totals; `reset`
+Totals: `events` counts datagrams made from a log event (they carry its event id), `made` those the
+finding lifecycle makes (scan_changes, resolved findings). Prints `ready` once bound, then answers each
+line on stdin: `stats` → one JSON line of totals; `reset`
 → zero the totals (the keys seen so far are kept, to catch duplicates across passes); EOF → exit.
 A datagram `bench:mark:<n>` is a marker: `wait <n>` answers once it arrived, so every datagram sent
 before it has been counted.
@@ -38,7 +40,7 @@ class Sink:
         self.reset()
 
     def reset(self) -> None:
-        self.events = self.status = self.bytes = self.digest = self.duplicates = 0
+        self.events = self.made = self.status = self.bytes = self.digest = self.duplicates = 0
 
     def drain(self) -> None:
         while True:
@@ -54,7 +56,10 @@ class Sink:
         if not data.startswith(EVENT_HEADER):
             self.status += 1
             return
-        self.events += 1
+        if b'"event_id":' in data:
+            self.events += 1
+        else:  # made by the finding lifecycle (scan_changes, resolved findings): no log event carries it
+            self.made += 1
         self.bytes += len(data)
         # order-independent digest: two runs sent the same datagrams iff the sums match
         self.digest = (self.digest + int.from_bytes(hashlib.blake2b(data, digest_size=8).digest())) % 2**64
@@ -69,6 +74,7 @@ class Sink:
         with self.lock:
             return {
                 "events": self.events,
+                "made": self.made,
                 "status": self.status,
                 "bytes": self.bytes,
                 "digest": self.digest,

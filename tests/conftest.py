@@ -89,7 +89,12 @@ STATUS_HEADER = b"1:wazuh-ecr-scan:"
 
 @dataclass
 class Received:
+    # Events made from CloudWatch log events (each has an event id). The finding lifecycle (on by
+    # default) also makes events no log event carries: resolved findings and scan_changes, in `made`;
+    # `every` holds both kinds in arrival order.
     events: list[dict] = field(default_factory=list)
+    made: list[dict] = field(default_factory=list)
+    every: list[dict] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
     status: list[str] = field(default_factory=list)
 
@@ -128,7 +133,10 @@ class Receiver:
                     self.paused.set()
                 self.received.raw.append(data)
                 if data.startswith(EVENT_HEADER):
-                    self.received.events.append(json.loads(data[len(EVENT_HEADER) :]))
+                    event = json.loads(data[len(EVENT_HEADER) :])
+                    self.received.every.append(event)
+                    read = "event_id" in event.get("aws", {}).get("log_info", {})
+                    (self.received.events if read else self.received.made).append(event)
                 elif data.startswith(STATUS_HEADER):
                     self.received.status.append(data[len(STATUS_HEADER) :].decode())
 

@@ -358,7 +358,10 @@ def test_golden_recordings(golden, capsys):
 
 def test_golden_files_cover_every_event_type_and_severity():
     events = [json.loads(line) for g in GOLDEN for line in g.read_text().splitlines()]
-    assert {e["aws"]["event_type"] for e in events} == {"finding", "scan_summary", "unparsed"}
+    # scan_changes: the lifecycle (on by default) sums up each scan it closed
+    assert {e["aws"]["event_type"] for e in events} == {"finding", "scan_summary", "unparsed", "scan_changes"}
+    changes = {e["aws"]["ecr"].get("change") for e in events if "vulnerability" in e}
+    assert changes == {"new", "persisting", "resolved"}
     assert {e["vulnerability"]["severity"] for e in events if "vulnerability" in e} == {
         "Critical",
         "High",

@@ -22,13 +22,13 @@ LATE_MS = 20 * MINUTE
 
 
 def lifecycle_args(cli_args, *extra: str) -> list[str]:
-    return cli_args("--lifecycle", "--workers", "1", *extra)
+    return cli_args("--workers", "1", *extra)  # the lifecycle is on by default
 
 
 def read_pass(cli_args, receiver, *extra: str) -> list[dict]:
     result = run_cli(*lifecycle_args(cli_args, *extra))
     assert result.returncode == 0, result.stderr
-    return receiver.take().events
+    return receiver.take().every
 
 
 def findings(events: list[dict]) -> dict[str, str]:
@@ -114,6 +114,26 @@ def test_a_truncated_scan_resolves_nothing(logs, receiver, cli_args):
         1,
     )
     assert "nothing is resolved" in truncated["incomplete_reason"]
+    # the missing findings alert once, on the scan_changes (110278), not on the summary (110221)
+    assert alerts(got)[110278] == 1 and 110221 not in alerts(got)
+
+
+def test_a_scan_of_over_1000_findings_all_logged_claims_none_missing(logs, receiver, cli_args):
+    """The producer logs every finding: a summary counting 1002 is not a truncated scan by itself."""
+    at = NOW_MS - 30 * MINUTE
+    first = scan("big", "2024.12", "d1", at, [finding(f"CVE-{n}") for n in range(1000)])
+    first.severity_counts = {"HIGH": 1002}
+    write(logs, first)  # the summary and 1000 findings (the writer stops at the old Lambda's 1000) ...
+    rest = scan("big", "2024.12", "d1", at, [finding("CVE-1000"), finding("CVE-1001")])
+    write_scan(logs, rest, skip_first=1)  # ... and the producer's two more, in the same stream
+    got = read_pass(cli_args, receiver)
+    (summary,) = [e for e in got if e["aws"]["event_type"] == "scan_summary"]
+    assert summary["aws"]["ecr"]["truncated"] is True  # the field keeps its meaning: over 1000
+    (changes,) = scan_changes(got)
+    assert (changes["complete"], changes["findings_received"]) == (True, 1002)
+    raised = alerts(got)
+    assert 110221 not in raised and 110278 not in raised  # nothing says findings are missing
+    assert raised[110275] == 1 and raised[110203] == 1002
 
 
 def test_a_scan_read_across_two_passes_resolves_only_after_the_second(logs, receiver, cli_args):
@@ -241,9 +261,9 @@ def test_replay_to_stdout_computes_the_same_lifecycle_as_a_live_read(logs, recei
 
 def test_without_lifecycle_events_are_as_before(logs, receiver, cli_args):
     write(logs, scan("web", "prod", "d1", NOW_MS - 10 * MINUTE, [finding("CVE-1")]))
-    result = run_cli(*cli_args())
+    result = run_cli(*cli_args("--no-lifecycle"))
     assert result.returncode == 0, result.stderr
-    got = receiver.take().events
+    got = receiver.take().every
     assert len(got) == 2
     assert all("change" not in e["aws"]["ecr"] and "status" not in e.get("vulnerability", {}) for e in got)
 
@@ -261,7 +281,7 @@ def test_the_lifecycle_makes_no_aws_call(logs, receiver, cli_args, short_dir: Pa
         receiver.take()
         return next(line for line in result.stderr.splitlines() if line.startswith("API calls:"))
 
-    without = api_calls("--state_db", str(short_dir / "off.db"))
-    with_lifecycle = api_calls("--lifecycle", "--state_db", str(short_dir / "on.db"))
+    without = api_calls("--no-lifecycle", "--state_db", str(short_dir / "off.db"))
+    with_lifecycle = api_calls("--state_db", str(short_dir / "on.db"))  # on by default
     assert with_lifecycle == without
     assert "FilterLogEvents=" in without

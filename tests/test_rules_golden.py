@@ -16,7 +16,9 @@ from ruletest import Engine, project_engine
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 GOLDEN_FILES = sorted(GOLDEN_DIR.glob("*.jsonl"))
 
-# (event_type, severity or truncated) -> (rule, level)
+# (event_type, severity, status, change or what a summary says) -> (rule, level). The golden files are
+# made with the finding lifecycle on (the default): persisting findings and tracked summaries are
+# archived at level 0, each scan alerts once on its scan_changes.
 EXPECTED = {
     ("finding", "Critical"): (110202, 13),
     ("finding", "High"): (110203, 10),
@@ -25,18 +27,37 @@ EXPECTED = {
     ("finding", "Low"): (110206, 5),
     ("finding", "Informational"): (110207, 3),
     ("finding", None): (110208, 7),
+    ("finding", "persisting"): (110270, 0),
     ("scan_summary", False): (110220, 3),
     ("scan_summary", True): (110221, 7),
+    ("scan_summary", "tracked"): (110273, 0),
+    ("scan_summary", "tracked, over 1000"): (110274, 0),
     ("unparsed", None): (110230, 5),
     ("finding", "Solved"): (110245, 3),
+    ("finding", "resolved"): (110272, 3),
     ("finding", "Suppressed"): (110244, 0),
+    ("scan_changes", "changed"): (110275, 3),
+    ("scan_changes", "nothing changed"): (110276, 0),
+    ("scan_changes", "tag moved"): (110277, 3),
+    ("scan_changes", "incomplete"): (110278, 7),
 }
 
 # One row per recording: how many alerts of each rule it must produce.
 RECORDINGS = {
-    "malformed": {110230: 10, 110203: 6},
-    "multi-repo": {110202: 3, 110203: 4, 110204: 5, 110205: 1, 110206: 3, 110207: 3, 110220: 5},
-    "truncated-1200": {110203: 333, 110204: 415, 110206: 252, 110221: 1},
+    "malformed": {110230: 10, 110203: 6, 110278: 3},
+    "multi-repo": {
+        110202: 3,
+        110203: 4,
+        110204: 3,
+        110205: 1,
+        110206: 2,
+        110207: 2,
+        110270: 4,
+        110273: 5,
+        110275: 3,
+        110276: 2,
+    },
+    "truncated-1200": {110203: 333, 110204: 415, 110206: 252, 110274: 1, 110278: 1},
     "enhanced": {
         110202: 1,
         110203: 4,
@@ -44,9 +65,10 @@ RECORDINGS = {
         110205: 1,
         110206: 1,
         110207: 1,
-        110220: 1,
+        110273: 1,
         110244: 1,
-        110245: 1,
+        110272: 1,
+        110275: 1,
     },
 }
 
@@ -57,14 +79,24 @@ def engine() -> Engine:
 
 
 def _key(event: dict) -> tuple[str, object]:
-    kind = event["aws"]["event_type"]
+    kind, ecr = event["aws"]["event_type"], event["aws"]["ecr"]
     if kind == "finding":
         vulnerability = event.get("vulnerability", {})
+        if ecr.get("change") in ("persisting", "resolved"):
+            return kind, ecr["change"]
         if vulnerability.get("status") in ("Solved", "Suppressed"):
             return kind, vulnerability["status"]
         return kind, vulnerability.get("severity")
     if kind == "scan_summary":
-        return kind, event["aws"]["ecr"]["truncated"]
+        if ecr.get("lifecycle"):
+            return kind, "tracked, over 1000" if ecr["truncated"] else "tracked"
+        return kind, ecr["truncated"]
+    if kind == "scan_changes":
+        if not ecr["complete"]:
+            return kind, "incomplete"
+        if ecr["changes_total"] == 0:
+            return kind, "nothing changed"
+        return kind, "tag moved" if ecr.get("previous_digest") else "changed"
     return kind, None
 
 

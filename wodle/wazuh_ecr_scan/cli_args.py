@@ -119,7 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for another instance using the same state file (default 60), then exit 6",
     )
-    p.add_argument("--lifecycle", action="store_true", help="mark findings new/persisting/changed/resolved")
+    p.add_argument(
+        "--lifecycle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mark findings new/persisting/changed/resolved and send resolved and scan_changes events, so "
+        "only what changed alerts (default on; --no-lifecycle: events as read, every rescan alerts)",
+    )
     p.add_argument("--lifecycle_days", type=int, default=90, help="forget images not scanned for N days")
     return p
 

@@ -140,6 +140,7 @@ class Image:
     stored: bool = False
     journaled: bool = False
     stored_meta: tuple[str, str, int] = ("", "", 0)  # digest, scan_time, last_event_ms as in the row
+    dirty: bool = False  # in Lifecycle._dirty_images: a flag is cheaper than a set lookup per event
 
     @property
     def meta(self) -> tuple[str, str, int]:
@@ -171,12 +172,13 @@ class Scan:
     done: bool = False
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     ident: tuple[ImageKey, str, str] = field(init=False, repr=False)
+    dirty: bool = field(default=False, init=False, repr=False)  # in Lifecycle._dirty_scans
 
     def __post_init__(self) -> None:
         self.ident = (self.key, self.digest, self.scan_time)
 
     def to_json(self) -> str:
-        fields = {k: v for k, v in self.__dict__.items() if k not in ("key", "ident")}
+        fields = {k: v for k, v in self.__dict__.items() if k not in ("key", "ident", "dirty")}
         return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
@@ -184,9 +186,9 @@ class Scan:
         return cls(key=key, **json.loads(text))
 
 
-# What one annotated event changes, applied by accept() once the event was delivered: (stream, image,
-# scan, new scan?, event ms, summary count, finding key or None, change, severity, fix, first_seen,
-# enhanced?). A tuple: this is the per-event path.
+# What one annotated event changes, applied by accept() once the event was delivered: (stream, its cache
+# entry or None, image, scan, new scan?, event ms, summary count, and for a finding (key, the image's row
+# as read, change, severity, fix, first_seen, enhanced?) else None). A tuple: this is the per-event path.
 _Staged = tuple
 
 
@@ -222,23 +224,25 @@ class Lifecycle:
             return event
         log_info = aws.get("log_info", {})
         stream = (account, log_info.get("log_group", ""), log_info.get("log_stream", ""))
-        scan_time = ecr.get("scan_time") or log_info.get("timestamp", "")
+        timestamp = log_info.get("timestamp", "")
+        scan_time = ecr.get("scan_time") or timestamp
         cached = self._by_stream.get(stream)
         if cached is not None:
-            (image, scan), new_scan = cached, False
+            image, scan = cached
+            new_scan = False
         else:
             tag = ecr.get("image_tag") or ""
             key = ImageKey(account, aws.get("region", ""), ecr["repository"], tag or digest)
             image = self._image(key)
             scan, new_scan = self._scan(key, digest, scan_time, tag, image, log_info, ecr)
-        event_ms = _millis(log_info.get("timestamp", ""))
+        event_ms = _millis(timestamp)
         if scan.previous_digest:
             ecr["previous_digest"] = scan.previous_digest
         if kind == "scan_summary":
             ecr["lifecycle"] = True  # its scan_changes event alerts instead (rule 110273)
             total = ecr.get("findings_total")
             expected = total if isinstance(total, int) else None
-            self._staged = (stream, image, scan, new_scan, event_ms, expected, None, "", "", "", "", False)
+            self._staged = (stream, cached, image, scan, new_scan, event_ms, expected, None)
             return event
         vulnerability = event.setdefault("vulnerability", {})
         package = vulnerability.get("package") or {}
@@ -261,8 +265,8 @@ class Lifecycle:
         if status != SUPPRESSED:
             vulnerability["status"] = SOLVED if change == "resolved" else ACTIVE
         enhanced = ecr.get("scan_type") == "enhanced" or "finding_arn" in ecr
-        self._staged = (stream, image, scan, new_scan, event_ms, None, finding, change, severity, str(fix),
-                        first_seen, enhanced)  # fmt: skip
+        self._staged = (stream, cached, image, scan, new_scan, event_ms, None,
+                        (finding, row, change, severity, str(fix), first_seen, enhanced))  # fmt: skip
         return event
 
     def accept(self) -> None:
@@ -270,37 +274,26 @@ class Lifecycle:
         staged, self._staged = self._staged, None
         if staged is None:
             return
-        (
-            stream,
-            image,
-            scan,
-            new_scan,
-            event_ms,
-            expected,
-            finding,
-            change,
-            severity,
-            fix,
-            first_seen,
-            enhanced,
-        ) = staged
+        stream, cached, image, scan, new_scan, event_ms, expected, finding_part = staged
         if new_scan:
             self._scans[scan.ident] = scan
             if scan.scan_time >= image.scan_time:
                 image.digest, image.scan_time = scan.digest, scan.scan_time
-        self._by_stream[stream] = (image, scan)
+        if cached is None:
+            self._by_stream[stream] = (image, scan)
         if event_ms > image.last_event_ms:
             image.last_event_ms = event_ms
         if event_ms > scan.last_event_ms:
             scan.last_event_ms = event_ms
-        if finding is None:
+        if finding_part is None:
             scan.summarised = scan.basic = True
             scan.expected = expected
         else:
+            # The image's row for the finding as annotate() read it: nothing ran in between.
+            finding, row, change, severity, fix, first_seen, enhanced = finding_part
             if change == "resolved":
                 image.drop(finding)
             else:
-                row = image.findings.get(finding)
                 last = row[3] if row is not None and row[3] > scan.scan_time else scan.scan_time
                 image.findings[finding] = image.changed[finding] = (severity, fix, first_seen, last)
             scan.received += 1
@@ -310,8 +303,12 @@ class Lifecycle:
             if counts is None:
                 counts = scan.counts[change] = {}
             counts[severity] = counts.get(severity, 0) + 1
-        self._dirty_images.add(image.key)
-        self._dirty_scans.add(scan.ident)
+        if not image.dirty:
+            image.dirty = True
+            self._dirty_images.add(image.key)
+        if not scan.dirty:
+            scan.dirty = True
+            self._dirty_scans.add(scan.ident)
         if not scan.done and scan.expected is not None and scan.received >= scan.expected:
             self._finish(scan, complete=True)
 
@@ -505,6 +502,10 @@ class Lifecycle:
         db.executemany("DELETE FROM lifecycle_outbox WHERE seq=?", [(seq,) for seq in self._sent])
         if self._prune_before is not None:
             self._prune(db, self._prune_before)
+        for scan in self._scans.values():
+            scan.dirty = False
+        for image in self._images.values():
+            image.dirty = False
         self._dirty_images.clear()
         self._dirty_scans.clear()
         self._outbox.clear()
@@ -658,7 +659,16 @@ def _clean_line(finding: tuple[str, ...], row: Row) -> str:
 
 
 def _pack(findings: dict[tuple[str, str, str], Row]) -> bytes:
-    return zlib.compress("\n".join([_line(k, v) for k, v in findings.items()]).encode(), 1)
+    text = "\n".join(["\t".join(k + v) for k, v in findings.items()])
+    # Each line has at least 6 tabs (7 values) and the join adds len - 1 newlines: equal totals mean no
+    # value held a tab or a newline, checked once for the whole text instead of line by line.
+    if not _well_formed(text, 6 * len(findings), len(findings)):
+        text = "\n".join([_line(k, v) for k, v in findings.items()])
+    return zlib.compress(text.encode(), 1)
+
+
+def _well_formed(text: str, tabs: int, lines: int) -> bool:
+    return text.count("\t") == tabs and text.count("\n") == max(lines - 1, 0)
 
 
 def _unpack(blob: bytes) -> dict[tuple[str, str, str], Row]:
@@ -672,6 +682,11 @@ def _unpack(blob: bytes) -> dict[tuple[str, str, str], Row]:
 
 def _journal_lines(changed: dict[tuple[str, str, str], Row | None]) -> str:
     """`+<line>` for a finding added or updated, `-<cve, package, version>` for one removed."""
+    lines = ["-" + "\t".join(k) if v is None else "+" + "\t".join(k + v) for k, v in changed.items()]
+    text = "\n".join(lines)
+    removed = list(changed.values()).count(None)
+    if _well_formed(text, 6 * (len(changed) - removed) + 2 * removed, len(changed)):
+        return text
     return "\n".join(["-" + "\t".join(k) if v is None else "+" + _line(k, v) for k, v in changed.items()])
 
 
@@ -706,7 +721,7 @@ def _iso_seconds(text: str) -> str:
 
 
 class Off:
-    """The lifecycle turned off (the default): events go out as flattened, nothing is kept."""
+    """The lifecycle turned off (--no-lifecycle): events go out as flattened, nothing is kept."""
 
     def annotate(self, account: str, event: dict[str, Any]) -> dict[str, Any]:
         return event

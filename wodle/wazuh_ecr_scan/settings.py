@@ -74,7 +74,7 @@ class ServiceSettings:
     max_rate: float = 4.0
     late_window_s: int = DEFAULT_LATE_WINDOW_S
     # Finding lifecycle (lifecycle.py); images not scanned for lifecycle_days are forgotten.
-    lifecycle: bool = False
+    lifecycle: bool = True
     lifecycle_days: int = 90
 
     @property
