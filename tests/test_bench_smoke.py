@@ -1,31 +1,72 @@
 """Every benchmark still runs, with tiny sizes (--quick), and ends with its one-line JSON summary.
-Nothing here is timed: the figures are in BENCHMARKS.md."""
+Nothing here is timed: the figures are in BENCHMARKS.md. The selected benchmarks start together (each
+is its own process, mostly waiting on its moto server and CLI runs), and each test waits for its own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from typing import IO
 
 import pytest
 from conftest import ROOT, cli_env
 
 BENCHMARKS = ["cpu_pipeline", "api_cost", "latency", "memory", "scaling", "anchor"]
+TIMEOUT_S = 600
+
+pytestmark = pytest.mark.integration  # each benchmark is a process running the CLI against moto
+
+
+class _Run:
+    def __init__(self, name: str, stdout: IO[str], stderr: IO[str]) -> None:
+        self.stdout, self.stderr = stdout, stderr
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick"],
+            stdout=self.stdout,
+            stderr=self.stderr,
+            text=True,
+            env=cli_env(),
+            cwd=ROOT,
+        )
+
+    def result(self) -> tuple[int, str, str]:
+        returncode = self.proc.wait(timeout=TIMEOUT_S)
+        self.stdout.seek(0)
+        self.stderr.seek(0)
+        return returncode, self.stdout.read(), self.stderr.read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def runs(request: pytest.FixtureRequest) -> Iterator[dict[str, _Run]]:
+    selected = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    ]
+    with contextlib.ExitStack() as stack:
+        started = {}
+        for name in dict.fromkeys(selected):
+            output = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(2)]
+            started[name] = _Run(name, *output)
+            stack.callback(started[name].stop)
+        yield started
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BENCHMARKS)
-def test_benchmark_runs_quick(name: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_benchmark_runs_quick(name: str, runs: dict[str, _Run]) -> None:
+    returncode, stdout, stderr = runs[name].result()
+    assert returncode == 0, stderr[-3000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["benchmark"] == name
     # behaviour, not speed: every benchmark checks that nothing was missed or sent twice
     assert summary.get("complete", True) is not False
