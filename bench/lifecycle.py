@@ -23,15 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import cpu_pipeline
 from _common import SinkProcess, Workdir, parser, report, scans
-from cpu_pipeline import measured
 from lambda_writer import Scan, recording_lines
 from wazuh_ecr_scan import lifecycle
-from wazuh_ecr_scan.poller import Poller, Source
-from wazuh_ecr_scan.replay import ReplayReader
-from wazuh_ecr_scan.sender import SocketSender
-from wazuh_ecr_scan.settings import ServiceSettings
-from wazuh_ecr_scan.state import StateStore
 
 T0 = int(time.time() * 1000) - 3 * 86_400_000  # recent enough that nothing is pruned
 HOUR = 3_600_000
@@ -68,17 +63,7 @@ def write_recording(path: Path, made: list[Scan]) -> int:
 
 
 def run_pipeline(recording: Path, sink: str, state_db: str, on: bool) -> dict[str, Any]:
-    settings = ServiceSettings(workers=1, replay=str(recording), lifecycle=on)
-    state = StateStore(state_db)
-    sender = SocketSender(sink)
-    try:
-        with measured() as took:
-            source = Source("bench", ReplayReader(str(recording), "us-east-1", ()), time_filtered=False)
-            stats = Poller(settings, state, sender).run_pass([source])
-    finally:
-        sender.close()
-        state.close()
-    return {**took, "events": stats.total("findings") + stats.total("summaries")}
+    return cpu_pipeline.run_pipeline(recording, sink, state_db, workers=1, lifecycle=on)
 
 
 def pipeline_rows(args: Any, work: Workdir, sink: SinkProcess) -> tuple[list[tuple], dict[str, Any]]:
@@ -160,7 +145,7 @@ def db_size(path: str, images: int, per_image: int) -> dict[str, Any]:
     store = _Store(path)
     lc = lifecycle.Lifecycle(store, 20 * 60_000, keep_days=90)
     events = 0
-    with measured() as took:
+    with cpu_pipeline.measured() as took:
         for n in range(images):
             repository, tag = f"team/service-{n % 100}", f"v{n // 100}.0.{n % 7}"
             digest = f"sha256:{n:064x}"

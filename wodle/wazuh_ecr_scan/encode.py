@@ -153,15 +153,15 @@ def _trim_maps_to_field_budget(event: dict[str, Any], ecr: dict[str, Any]) -> No
 def _shorten_text(event: dict[str, Any], excess: int, paths: list[tuple[str, ...]], floor: int) -> bool:
     """Cut the first TRIM_FIRST field, else the longest of `paths`, longer than `floor`, by about
     `excess` encoded bytes. False when no such field is left."""
-    paths = [p for p in paths if len(_get(event, p)) > floor]
+    paths = [p for p in paths if len(text_at(event, p)) > floor]
     if not paths:
         return False
     first = [p for p in TRIM_FIRST if p in paths]
-    path = first[0] if first else max(paths, key=lambda p: _encoded_len(_get(event, p)))
-    text = _get(event, path)
+    path = first[0] if first else max(paths, key=lambda p: _encoded_len(text_at(event, p)))
+    text = text_at(event, path)
     encoded = _encoded_len(text)
     keep = max(len(text) * max(encoded - excess - 16, 0) // encoded, floor)
-    _set(event, path, text[: min(keep, len(text) - 1)])
+    set_text(event, path, text[: min(keep, len(text) - 1)])
     return True
 
 
@@ -195,7 +195,8 @@ def _string_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, .
     return paths
 
 
-def _get(event: dict[str, Any], path: tuple[str, ...]) -> str:
+def text_at(event: dict[str, Any], path: tuple[str, ...]) -> str:
+    """The text at a path of keys in the event; "" when it is missing or not text."""
     value: Any = event
     for key in path:
         if not isinstance(value, dict) or key not in value:
@@ -204,7 +205,7 @@ def _get(event: dict[str, Any], path: tuple[str, ...]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _set(event: dict[str, Any], path: tuple[str, ...], text: str) -> None:
+def set_text(event: dict[str, Any], path: tuple[str, ...], text: str) -> None:
     target = event
     for key in path[:-1]:
         target = target[key]

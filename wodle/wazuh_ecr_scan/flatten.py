@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any
 
+from wazuh_ecr_scan.encode import set_text, text_at
 from wazuh_ecr_scan.enhanced import SCANNER_VENDOR as ENHANCED_VENDOR
 from wazuh_ecr_scan.enhanced import enhanced_fields, is_enhanced, unique_key
 from wazuh_ecr_scan.enhanced import number as _number
@@ -315,12 +316,12 @@ def fit_description_fields(result: dict[str, Any]) -> None:
     longest are cut first, to a common length; full values go under `aws.ecr.full_values`, and
     `aws.ecr.description_cut` names what was cut."""
     kind = _description_kind(result)
-    paths = [p for p in DESCRIPTION_FIELDS.get(kind, ()) if _text_at(result, p)]
+    paths = [p for p in DESCRIPTION_FIELDS.get(kind, ()) if text_at(result, p)]
     budget = OS_COMMENT_MAX - 1 - DESCRIPTION_TEXT_MAX
     budget -= SUMMARY_NUMBERS_MAX if kind == "scan_summary" else 0
-    budget -= sum(_expanded_len(_text_at(result, p)) for p in DESCRIPTION_FIXED_FIELDS.get(kind, ()))
+    budget -= sum(_expanded_len(text_at(result, p)) for p in DESCRIPTION_FIXED_FIELDS.get(kind, ()))
     budget = max(budget, MIN_DESCRIPTION_FIELD * len(paths))
-    sizes = {p: _expanded_len(_text_at(result, p)) for p in paths}
+    sizes = {p: _expanded_len(text_at(result, p)) for p in paths}
     if sum(sizes.values()) <= budget:
         return
     cap = _common_cap(sorted(sizes.values()), budget)
@@ -329,10 +330,10 @@ def fit_description_fields(result: dict[str, Any]) -> None:
     for path in paths:
         if sizes[path] <= cap:
             continue
-        text = _text_at(result, path)
+        text = text_at(result, path)
         name = ".".join(path)
         ecr.setdefault("full_values", {})["_".join(path)] = text
-        _set_text(result, path, _cut_to_bytes(text, cap))
+        set_text(result, path, _cut_to_bytes(text, cap))
         cut.append(name)
     ecr["description_cut"] = ", ".join(cut)
 
@@ -364,22 +365,6 @@ def _cut_to_bytes(text: str, limit: int) -> str:
     while _expanded_len(text) > limit:
         text = text[: max(len(text) - max((_expanded_len(text) - limit) // 4, 1), 0)]
     return text
-
-
-def _text_at(result: dict[str, Any], path: tuple[str, ...]) -> str:
-    value: Any = result
-    for key in path:
-        if not isinstance(value, dict):
-            return ""
-        value = value.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _set_text(result: dict[str, Any], path: tuple[str, ...], text: str) -> None:
-    target = result
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = text
 
 
 def _put_text(target: dict[str, Any], key: str, value: Any) -> None:
