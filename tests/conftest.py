@@ -8,6 +8,7 @@ in a few seconds: `python -m pytest -m "not integration"`. `python -m pytest` ru
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import os
 import socket
@@ -85,6 +86,7 @@ def _all_names(code: CodeType) -> Iterator[str]:
 
 EVENT_HEADER = b"1:Wazuh-AWS:"
 STATUS_HEADER = b"1:wazuh-ecr-scan:"
+SYNC_HEADER = b"\0receiver-sync:"  # the receiver's own marker (see Receiver.settle), never the module's
 
 
 @dataclass
@@ -116,6 +118,9 @@ class Receiver:
         self.pause_after: int | None = None  # stop reading after this many datagrams (a stalled analysisd)
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._synced = threading.Condition(self._lock)
+        self._marks = itertools.count()
+        self._seen_marks: set[bytes] = set()
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
@@ -129,6 +134,10 @@ class Receiver:
             except (TimeoutError, OSError):
                 continue
             with self._lock:
+                if data.startswith(SYNC_HEADER):
+                    self._seen_marks.add(data)
+                    self._synced.notify_all()
+                    continue
                 if self.pause_after is not None and len(self.received.raw) + 1 >= self.pause_after:
                     self.paused.set()
                 self.received.raw.append(data)
@@ -140,16 +149,19 @@ class Receiver:
                 elif data.startswith(STATUS_HEADER):
                     self.received.status.append(data[len(STATUS_HEADER) :].decode())
 
-    def settle(self, quiet_s: float = 0.2) -> Received:
-        """Wait until nothing arrived for `quiet_s`, then return what was received."""
-        last = -1
-        while True:
-            with self._lock:
-                count = len(self.received.raw)
-            if count == last:
-                return self.received
-            last = count
-            time.sleep(quiet_s)
+    def settle(self, timeout: float = 60) -> Received:
+        """What was received once every datagram sent before this call has been read: a marker sent now
+        is queued behind them (a datagram socket's queue keeps their order), so its arrival is the
+        condition waited on. A stalled receiver (`paused`) must be resumed first."""
+        token = SYNC_HEADER + str(next(self._marks)).encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.settimeout(timeout)
+            sender.sendto(token, self.path)
+        with self._synced:
+            if not self._synced.wait_for(lambda: token in self._seen_marks, timeout):
+                raise AssertionError(f"receiver: the marker datagram was not read within {timeout}s")
+            self._seen_marks.discard(token)
+            return self.received
 
     def wait_until(self, condition: Callable[[Received], bool], timeout: float = 60) -> Received:
         """Wait (polling) until `condition(received so far)` holds; fail the test after `timeout` s."""

@@ -121,6 +121,20 @@ def test_without_flags_or_profile_retries_are_adaptive_with_8_attempts(
     assert retries_of(unset) == {"mode": "adaptive", "total_max_attempts": 8}
 
 
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("max_attempts = 4\n", {"mode": "standard", "total_max_attempts": 4}),
+        ("retry_mode = legacy\n", {"mode": "legacy", "total_max_attempts": 10}),
+    ],
+)
+def test_a_profile_setting_one_retry_key_gets_the_stock_wodles_value_for_the_other(
+    tmp_path, monkeypatch, base_credentials, lines, expected
+):
+    profile(tmp_path, monkeypatch, lines)
+    assert retries_of(Settings(aws_profile="reader")) == expected
+
+
 def test_a_bad_retry_setting_in_the_profile_is_a_configuration_error(tmp_path, monkeypatch, base_credentials):
     profile(tmp_path, monkeypatch, "max_attempts = many\n")
     unset = Settings(aws_profile="reader")

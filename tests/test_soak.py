@@ -73,7 +73,7 @@ def test_soak_loop_mode(logs, receiver, moto, short_dir):
                 write_scan(logs, scan, skip_first=scan.event_count() // 2)
             for scan in batch:
                 write_scan(logs, scan, only_first=scan.event_count() // 2)
-            done = passes_done(receiver.settle(0.05))
+            done = passes_done(receiver.settle())
             receiver.wait_until(lambda r, done=done: passes_done(r) >= done + 2)  # a whole pass in between
             previous = batch
         expected = sum(scan.event_count() for scan in scans)

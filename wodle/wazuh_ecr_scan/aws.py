@@ -31,11 +31,14 @@ from wazuh_ecr_scan.settings import ServiceSettings as Settings
 from wazuh_ecr_scan.values import role_account
 
 ROLE_SESSION_NAME = "wazuh-ecr-scan"
-# Retries when neither a flag nor the AWS profile (`retry_mode`, `max_attempts`) sets them. The stock
-# aws-s3 wodle reads the same two profile keys, else uses standard mode and 10 attempts
-# (wazuh/wazuh wodles/aws/aws_tools.py, set_profile_dict_config).
+# Retries when neither a flag nor the AWS profile (`retry_mode`, `max_attempts`) sets them.
 DEFAULT_RETRY_MODE = "adaptive"
 DEFAULT_MAX_ATTEMPTS = 8
+# When the profile sets only one of the two, the other is the stock aws-s3 wodle's: it reads the same two
+# keys and fills the missing one with standard mode or 10 attempts (wazuh/wazuh wodles/aws/aws_tools.py,
+# set_profile_dict_config).
+PROFILE_RETRY_MODE = "standard"
+PROFILE_MAX_ATTEMPTS = 10
 RETRY_MODES = ("adaptive", "standard", "legacy")
 # A role's session is renewed once it has less than this left (botocore's defaults, 15 and 10 minutes, would
 # renew a 900 s session, the shortest AWS allows, before every request); below the second, a failed renewal
@@ -106,13 +109,18 @@ def client_config(settings: Settings, region: str) -> Config:
 
 def retries(settings: Settings) -> tuple[str, int]:
     """botocore's retry mode and attempts per call: the flags' when given (not None), else the AWS profile's
-    `retry_mode`/`max_attempts` (as the stock aws-s3 wodle reads them), else adaptive and 8."""
+    `retry_mode`/`max_attempts` (as the stock aws-s3 wodle reads them, standard and 10 filling in for the
+    one it lacks), else adaptive and 8."""
     profile = _profile_config(settings.aws_profile)
     where = f"AWS profile {settings.aws_profile or 'default'}"
-    mode = settings.retry_mode or profile.get("retry_mode") or DEFAULT_RETRY_MODE
+    if "retry_mode" in profile or "max_attempts" in profile:
+        default_mode, default_attempts = PROFILE_RETRY_MODE, PROFILE_MAX_ATTEMPTS
+    else:
+        default_mode, default_attempts = DEFAULT_RETRY_MODE, DEFAULT_MAX_ATTEMPTS
+    mode = settings.retry_mode or profile.get("retry_mode") or default_mode
     if mode not in RETRY_MODES:
         raise ConfigError(f"{where}: retry_mode {mode!r} is not one of {', '.join(RETRY_MODES)}")
-    attempts: Any = settings.max_attempts or profile.get("max_attempts") or DEFAULT_MAX_ATTEMPTS
+    attempts: Any = settings.max_attempts or profile.get("max_attempts") or default_attempts
     try:
         attempts = int(attempts)
     except ValueError:
