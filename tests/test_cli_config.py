@@ -94,7 +94,7 @@ def test_flags_given_on_the_command_line_override_every_block(tmp_path, aws_file
     )
     kept = settings_for(tmp_path, text)
     assert [p.regions for p in kept.services] == [("us-east-1",), ("eu-west-1",)]
-    assert kept.interval_s == 600 and kept.services[0].raw_discard_regex is not None
+    assert kept.interval_s == 600 and kept.services[0].discard.field is None
     flags = (
         "--regions",
         "ap-south-1",
@@ -107,7 +107,7 @@ def test_flags_given_on_the_command_line_override_every_block(tmp_path, aws_file
     assert [p.regions for p in over.services] == [("ap-south-1",), ("ap-south-1",)]
     assert {p.log_groups for p in over.services} == {("/aws/ecr/image-scan-findings/x",)}
     assert over.interval_s == 3600
-    assert all(p.raw_discard_regex is None and p.discard_field == "aws.region" for p in over.services)
+    assert all(p.discard.field == "aws.region" for p in over.services)
 
 
 def test_a_flag_given_with_its_default_value_still_overrides_the_file(tmp_path, aws_files):

@@ -73,8 +73,8 @@ def test_every_cloudwatchlogs_tag(tmp_path):
         "/aws/ecr/image-scan-findings/team-a/*",
     )
     assert service.remove_log_streams is True
-    assert service.discard_field == "vulnerability.severity"
-    assert service.discard_regex.pattern == "^(Low|Informational)$"
+    assert service.discard.field == "vulnerability.severity"
+    assert service.discard.pattern.pattern == "^(Low|Informational)$"
     assert service.sts_endpoint == "https://vpce-0a1b.sts.us-east-1.vpce.amazonaws.com"
     assert service.service_endpoint == "https://vpce-0c2d.logs.us-east-1.vpce.amazonaws.com"
 
@@ -82,8 +82,8 @@ def test_every_cloudwatchlogs_tag(tmp_path):
 def test_discard_regex_without_field_and_a_bare_ampersand(tmp_path):
     text = service_xml('<discard_regex>"severity": "(LOW|INFORMATIONAL)"&&x?</discard_regex>')
     (service,) = ossec_config.load(write(tmp_path, text)).blocks[0].services
-    assert service.discard_field is None
-    assert service.discard_regex.pattern == '"severity": "(LOW|INFORMATIONAL)"&&x?'
+    assert service.discard.field is None
+    assert service.discard.pattern.pattern == '"severity": "(LOW|INFORMATIONAL)"&&x?'
 
 
 def test_a_whole_ossec_conf_yields_only_cloudwatchlogs_services(tmp_path, caplog):

@@ -118,8 +118,7 @@ def _reading(s: ServiceSettings) -> str:
 def describe_service(s: ServiceSettings) -> list[str]:
     groups = ", ".join(s.log_groups) if s.log_groups else f"every group starting with {s.log_group_prefix}"
     start = _date(s.only_logs_after_ms) if s.only_logs_after_ms is not None else "today 00:00 UTC"
-    rule = discard.rule_of(s)
-    discarding = rule.describe() if rule else "none"
+    discarding = s.discard.describe() if s.discard else "none"
     return [
         f"account label: {s.account} (logs; state is kept under the account the credentials resolve to)",
         f"credentials: profile {s.aws_profile or '(default chain)'}, role {s.iam_role_arn or '-'}"
@@ -136,7 +135,7 @@ def describe_service(s: ServiceSettings) -> list[str]:
 
 def check_service(s: ServiceSettings, report: Report) -> str | None:
     """The checks of one service block; the account its credentials resolve to, if they do."""
-    for warning in discard.startup_warnings(s):
+    for warning in discard.startup_warnings(s.discard):
         report.add(Check("warn", warning))
     counter = CallCounter()
     region = s.regions[0]

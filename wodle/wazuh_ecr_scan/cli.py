@@ -122,7 +122,7 @@ def _run(settings: RunSettings, clock: Callable[[], float]) -> int:
         counted = _ProgressSender(sender) if PROGRESS.enabled else sender
         pollers = _pollers(settings, state, counted, clock, stop)
         for service in settings.services:
-            for warning in discard.startup_warnings(service):
+            for warning in discard.startup_warnings(service.discard):
                 # a setting, not a fault: not an alert at every pass
                 log.warning("%s: %s", service.origin, warning, **local_only())
         clients = Clients(CallCounter())

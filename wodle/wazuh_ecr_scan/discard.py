@@ -1,12 +1,16 @@
 """Discarding events: `--discard-field/--discard-regex` and `<discard_regex [field="…"]>`, in one place.
 
-The two meanings are those of Wazuh's aws-s3 cloudwatchlogs service (wodles/aws), so a block written
-for Wazuh discards the same events here:
+The settings carry one `DiscardRule` per service (`ServiceSettings.discard`), built where they are read:
+the two flags, which go together (`--discard-regex` alone is refused: exit 2), always make a rule with a
+field; the XML tag makes one with its `field`, or without a field when it has none. The two meanings
+are those of Wazuh's aws-s3 cloudwatchlogs service (wodles/aws), so a block written for Wazuh discards
+the same events here:
 - with a field, the dotted path is looked up in the event this module sends (searched anywhere in the
   value); a path that event lacks is looked up in the Lambda's message instead, matched from its start
   (a list matches when any of its strings does);
-- without a field, only messages that are not JSON are tested, matched from their start (every ECR
-  finding and summary is JSON: `startup_warnings` says so).
+- without a field (only `<discard_regex>` with no `field` makes one), only the raw CloudWatch messages
+  that are not JSON are tested, matched from their start (every ECR finding and summary is JSON:
+  `startup_warnings` says so).
 
 The message is parsed once, by the caller (`flatten.parse_message`): this module never parses it again.
 
@@ -53,15 +57,6 @@ class DiscardRule:
         if self.field is None:
             return f"raw message matching {self.pattern.pattern!r}"
         return f"field {self.field} matching {self.pattern.pattern!r}"
-
-
-def rule_of(settings: Any) -> DiscardRule | None:
-    """The discard rule of one service's settings (config keeps the field-less one apart), if any."""
-    if settings.discard_regex is not None and settings.discard_field:
-        return DiscardRule(settings.discard_regex, settings.discard_field)
-    if settings.raw_discard_regex is not None:
-        return DiscardRule(settings.raw_discard_regex, None)
-    return None
 
 
 class MatchTimeout(Exception):
@@ -206,9 +201,8 @@ def _subpatterns(op: Any, av: Any) -> Iterator[Any]:
         yield av
 
 
-def startup_warnings(settings: Any) -> list[str]:
+def startup_warnings(rule: DiscardRule | None) -> list[str]:
     """What an administrator should know about a service's discard rule before it runs."""
-    rule = rule_of(settings)
     if rule is None:
         return []
     warnings = []

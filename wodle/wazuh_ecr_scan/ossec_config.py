@@ -16,6 +16,7 @@ from typing import Any
 from lxml import etree
 
 from wazuh_ecr_scan import values
+from wazuh_ecr_scan.discard import DiscardRule
 from wazuh_ecr_scan.errors import ConfigError
 from wazuh_ecr_scan.logs import log
 from wazuh_ecr_scan.values import compile_pattern, date_ms, interval_seconds, split_list, yes_no
@@ -49,8 +50,7 @@ class ServiceBlock:
     regions: tuple[str, ...] = ()
     aws_log_groups: tuple[str, ...] = ()
     remove_log_streams: bool = False
-    discard_field: str | None = None
-    discard_regex: re.Pattern[str] | None = None
+    discard: DiscardRule | None = None
     sts_endpoint: str | None = None
     service_endpoint: str | None = None
 
@@ -346,7 +346,7 @@ class _Reader:
         except ValueError as exc:
             raise self.invalid(element, str(exc)) from exc
         # Without `field` Wazuh's cloudwatchlogs service tests the raw message; so does this module.
-        return {"discard_regex": regex, "discard_field": (element.get("field") or "").strip() or None}
+        return {"discard": DiscardRule(regex, (element.get("field") or "").strip() or None)}
 
     def endpoint(self, element: etree._Element, name: str) -> dict:
         value = self.text(element)

@@ -30,7 +30,7 @@ from wazuh_ecr_scan.aws import (
     is_credentials_error,
     no_credentials_message,
 )
-from wazuh_ecr_scan.discard import Discarder, rule_of
+from wazuh_ecr_scan.discard import Discarder
 from wazuh_ecr_scan.encode import encode_event
 from wazuh_ecr_scan.errors import CredentialsError, FatalError
 from wazuh_ecr_scan.events import LogEvent, Page
@@ -109,7 +109,7 @@ class Poller:
         self._listed_sources: set[tuple[str, str]] = set()
         self._found = 0
         self._readers: dict[str, Reader] = {}
-        self.discarder = Discarder(rule_of(settings))
+        self.discarder = Discarder(settings.discard)
         self._finished: list[tuple[Source, GroupKey, int]] = []  # groups whose old streams may be removed
         self.lifecycle = lifecycle.make(state, self.late_ms, settings.lifecycle, settings.lifecycle_days)
 

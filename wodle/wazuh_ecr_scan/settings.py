@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +19,7 @@ from wazuh_ecr_scan.cli_args import (
     CommandLine,
     read_command_line,
 )
+from wazuh_ecr_scan.discard import DiscardRule
 from wazuh_ecr_scan.errors import ConfigError
 from wazuh_ecr_scan.logs import log
 from wazuh_ecr_scan.names import DEFAULT_GROUP_PREFIX
@@ -55,11 +55,8 @@ class ServiceSettings:
     sts_endpoint: str | None = None
     service_endpoint: str | None = None
     remove_log_streams: bool = False
-    discard_field: str | None = None
-    discard_regex: re.Pattern[str] | None = None
-    # --config: a discard_regex without `field`, which tests the raw CloudWatch message as Wazuh's
-    # cloudwatchlogs service does.
-    raw_discard_regex: re.Pattern[str] | None = None
+    # From the flags (always with a field) or <discard_regex> (with or without one): discard.py.
+    discard: DiscardRule | None = None
     # --config: this block's state-DB label (see account) and where it was read.
     account_label: str | None = None
     origin: str = "command line"
@@ -160,8 +157,7 @@ def _service_from_flags(args: argparse.Namespace) -> ServiceSettings:
         sts_endpoint=_optional_flag("sts_endpoint", values.endpoint_url, args.sts_endpoint),
         service_endpoint=_optional_flag("service_endpoint", values.endpoint_url, args.service_endpoint),
         remove_log_streams=args.remove_log_streams,
-        discard_field=args.discard_field,
-        discard_regex=_compile(args.discard_regex) if args.discard_regex else None,
+        discard=_discard_from_flags(args.discard_field, args.discard_regex),
         replay=args.replay,
         retry_mode=args.retry_mode,
         max_attempts=args.max_attempts,
@@ -217,8 +213,8 @@ _SERVICE_FLAGS = {
     "sts_endpoint": ("sts_endpoint",),
     "service_endpoint": ("service_endpoint",),
     "remove_log_streams": ("remove_log_streams",),
-    "discard_field": ("discard_field", "discard_regex", "raw_discard_regex"),
-    "discard_regex": ("discard_field", "discard_regex", "raw_discard_regex"),
+    "discard_field": ("discard",),
+    "discard_regex": ("discard",),
 }
 
 
@@ -270,9 +266,7 @@ def _service_settings(
         "sts_endpoint": service.sts_endpoint,
         "service_endpoint": service.service_endpoint,
         "remove_log_streams": service.remove_log_streams,
-        "discard_field": service.discard_field,
-        "discard_regex": service.discard_regex if service.discard_field else None,
-        "raw_discard_regex": None if service.discard_field else service.discard_regex,
+        "discard": service.discard,
     }
     for flag, names in _SERVICE_FLAGS.items():
         if flag in explicit:
@@ -335,11 +329,12 @@ def _default_state_db(args: argparse.Namespace) -> str:
     return os.path.join(args.wazuh_path, STATE_DB_RELATIVE)
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    try:
-        return compile_pattern(pattern)
-    except ValueError as exc:
-        raise ConfigError(f"--discard-regex: {exc}") from exc
+def _discard_from_flags(field: str | None, pattern: str | None) -> DiscardRule | None:
+    """The rule of --discard-field/--discard-regex (given together: `_service_from_flags` checks): always
+    with a field; a field-less rule comes only from <discard_regex> in --config. An empty value of
+    either flag discards nothing."""
+    regex = _optional_flag("discard-regex", compile_pattern, pattern or None)
+    return DiscardRule(regex, field) if regex is not None and field else None
 
 
 def parse_args(argv: list[str] | None) -> RunSettings:
