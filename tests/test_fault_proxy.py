@@ -195,9 +195,7 @@ def test_binds_loopback_only_and_stops_cleanly(moto_url: str) -> None:
     logs = client(proxy.url)
     logs.describe_log_groups()  # leaves an idle keep-alive connection and its handler thread behind
     assert [t for t in threading.enumerate() if t.name.startswith("fault-proxy-")]
-    started = time.monotonic()
-    proxy.stop()
-    assert time.monotonic() - started < 2
+    proxy.stop()  # closes the idle connection rather than waiting for the client to
     assert not [t for t in threading.enumerate() if t.name.startswith("fault-proxy")]
     proxy.stop()  # idempotent
 
@@ -366,14 +364,14 @@ def test_reset_after_forwarding_duplicates_a_retried_write(
 
 # -- slow answers / latency -----------------------------------------------------------------------------
 def test_slow_answer_times_out_and_is_retried(proxy: FaultProxy, retry_delays: list[float]) -> None:
-    proxy.slow("DescribeLogGroups", delay=1.0, calls=[1])
-    started = time.monotonic()
+    # The held answer (30 s) outlasts any test run: raising ReadTimeoutError shows the client gave up on it.
+    # The read timeout leaves a loaded machine ample time for moto's answer to the retry.
+    proxy.slow("DescribeLogGroups", delay=30.0, calls=[1])
     with pytest.raises(ReadTimeoutError):
-        client(proxy.url, attempts=1, read_timeout=0.2).describe_log_groups()
-    assert time.monotonic() - started < 0.9
+        client(proxy.url, attempts=1, read_timeout=1.0).describe_log_groups()
 
-    proxy.slow("DescribeLogGroups", delay=1.0, calls=[1])  # a fresh rule: its 1st call is the next one
-    response = client(proxy.url, attempts=2, read_timeout=0.2).describe_log_groups()
+    proxy.slow("DescribeLogGroups", delay=30.0, calls=[1])  # a fresh rule: its 1st call is the next one
+    response = client(proxy.url, attempts=2, read_timeout=1.0).describe_log_groups()
     assert response["ResponseMetadata"]["RetryAttempts"] == 1
     assert proxy.fault_count("DescribeLogGroups", "slow") == 2
     # the fixture's stop() cuts the still-sleeping handlers short and joins them
