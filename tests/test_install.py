@@ -661,6 +661,11 @@ def test_install_run_by_a_python_without_lxml_reads_ossec_conf_in_the_python_it_
     lacks = result.stdout.split("Your <ruleset> lacks these lines; add them too:\n")[1].splitlines()
     assert lacks[0] == "    <decoder_dir>etc/decoders</decoder_dir>" and "rule_dir" not in lacks[1]
 
+    uninstall = [*command[:4], "uninstall", "--wazuh_path", str(wazuh)]
+    result = subprocess.run(uninstall, capture_output=True, text=True, env=env, cwd="/", timeout=300)
+    assert result.returncode == EXIT_BAD_CONFIG
+    assert f"{wazuh}/etc/ossec.conf line 9 still runs wodles/ecr-scan/ecr-scan" in result.stderr
+
 
 def test_install_without_any_python_with_lxml_prints_the_block_and_says_ossec_conf_was_not_checked(
     wazuh, source, tmp_path, monkeypatch, capsys
@@ -684,6 +689,10 @@ def test_install_without_any_python_with_lxml_prints_the_block_and_says_ossec_co
     assert installer.main([*command, "--ruleset-only"]) == 0
     out, err = capsys.readouterr()
     assert "not checked: no Python with" in err and "Your <ruleset> needs these lines" in out
+
+    assert installer.main(["uninstall", "--wazuh_path", str(wazuh)]) == 0  # said, not refused: unknown
+    assert "not checked: no Python with" in capsys.readouterr().err
+    assert not (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
 
 
 def test_a_malformed_or_missing_ossec_conf_is_named_and_install_completes(wazuh, source, capsys):

@@ -280,6 +280,12 @@ def test_the_ossec_conf_report_skips_commented_and_disabled_blocks(tmp_path):
     report = ossec_config.ossec_conf_report(write(tmp_path, enabled, "ossec.conf"))
     assert report.module_line == 30  # its <command>
     assert report.stock_wodle_groups == [(34, "/aws/ecr/image-scan-findings/web")]
+    # A tag given twice: modulesd keeps the last one.
+    twice = text.replace("<disabled>yes</disabled>\n", "<disabled>yes</disabled><disabled>no</disabled>\n")
+    assert ossec_config.ossec_conf_report(write(tmp_path, twice, "ossec.conf")).module_line == 14
+    replaced = COMMAND.replace("</command>", "</command><command>/bin/true</command>")
+    report = ossec_config.ossec_conf_report(write(tmp_path, f"<ossec_config>{replaced}</ossec_config>"))
+    assert report.module_line is None
 
 
 def test_the_ossec_conf_report_of_a_broken_or_missing_file(tmp_path):

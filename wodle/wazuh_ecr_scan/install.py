@@ -10,7 +10,11 @@ through descriptors (temporary file created O_EXCL|O_NOFOLLOW beside its target,
 descriptor, renamed into place), and no path below the Wazuh root is followed through a symbolic link.
 
 It needs only the standard library: on a bare system it runs before boto3, lxml and dateutil exist, and
-makes the private venv (wodles/ecr-scan/venv) that will hold them.
+makes the private venv (wodles/ecr-scan/venv) that will hold them. It reads ossec.conf with the module's
+own reader (ossec_config.ossec_conf_report, lxml): in this process when it can import it, else in the
+Python the launcher will use (which has lxml), given only this package on its path and run isolated (-I).
+With no such Python it still prints the block and the <ruleset> lines, and warns that ossec.conf was not
+checked.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Accepts a file holding one or more such blocks, or a whole ossec.conf (other wod
 validation follow Wazuh's own reader (src/config/wmodules-aws.c, wodles/aws/aws_tools.py); an unknown tag or
 a bad value is a ConfigError naming the file, the line and the tag. Services other than cloudwatchlogs,
 buckets and subscribers are skipped with an info line: Wazuh's wodle reads those.
+
+`ossec_conf_report` is what `install` and `uninstall` learn from ossec.conf (the stock wodle reading ECR
+groups, the command block running the module, the <ruleset> lines): `install` runs without lxml, so it
+gets that report as JSON from a Python that has lxml when its own has not.
 """
 
 from __future__ import annotations
@@ -138,11 +142,11 @@ def _stock_ecr_group_tags(root: etree._Element) -> Iterator[etree._Element]:
 
 
 def enabled_wodles(root: etree._Element, name: str) -> Iterator[etree._Element]:
-    """Every `<wodle name=name>` of `root` but those with `<disabled>yes</disabled>` (Wazuh skips them)."""
+    """Every `<wodle name=name>` of `root` but those whose (last) `<disabled>` is yes: Wazuh does not run
+    them (its readers, src/config/wmodules-command.c and wmodules-aws.c, keep a repeated tag's last)."""
     for wodle in root.iter("wodle"):
-        if wodle.get("name") == name and not any(
-            (d.text or "").strip() == "yes" for d in wodle.findall("disabled")
-        ):
+        disabled = wodle.findall("disabled")
+        if wodle.get("name") == name and not (disabled and (disabled[-1].text or "").strip() == "yes"):
             yield wodle
 
 
@@ -194,11 +198,12 @@ def ossec_conf_report(path: str) -> OssecConfReport:
 
 
 def module_command_line(root: etree._Element) -> int | None:
-    """Line of the `<command>` of the first enabled `<wodle name="command">` that runs the launcher."""
+    """Line of the `<command>` of the first enabled `<wodle name="command">` that runs the launcher (the
+    last `<command>` of a block: the one modulesd runs)."""
     for wodle in enabled_wodles(root, "command"):
-        for command in wodle.findall("command"):
-            if LAUNCHER_PATH in (command.text or ""):
-                return command.sourceline
+        commands = wodle.findall("command")
+        if commands and LAUNCHER_PATH in (commands[-1].text or ""):
+            return commands[-1].sourceline
     return None
 
 
