@@ -712,10 +712,21 @@ def test_a_malformed_or_missing_ossec_conf_is_named_and_install_completes(wazuh,
     assert installer.main(command) == 0
     out, err = capsys.readouterr()
     assert [line.split("WARNING: ")[1] for line in err.splitlines() if "not checked" in line] == [
-        f"{ossec_conf} not checked: cannot read {ossec_conf}: No such file or directory"
+        f"{ossec_conf} not checked: cannot read {ossec_conf}: No such file or directory: check it against "
+        "what follows"
     ]
     assert "then restart Wazuh (wazuh-manager):" in out
 
 
 def test_the_ruleset_lines_install_prints_are_those_the_reader_looks_for():
     assert list(installer.RULESET_LINES) == ossec_config.missing_ruleset_lines(etree.fromstring("<x/>"))
+
+
+def test_a_reader_python_that_fails_is_named_and_nothing_is_assumed(wazuh, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wazuh_ecr_scan.ossec_config", None)  # this process: no lxml
+    broken = tmp_path / "bin" / "python3"
+    fake_python(broken, tmp_path / "calls.log", works=False)
+    facts = installer.read_ossec_conf(wazuh / "etc" / "ossec.conf", lambda: broken)
+    assert facts.unchecked == f"{wazuh}/etc/ossec.conf not checked: {broken} could not read it (exit 1)"
+    assert "ossec_conf_report_json" in (tmp_path / "calls.log").read_text()
+    assert facts.module_line is None and facts.stock_wodle_groups == []

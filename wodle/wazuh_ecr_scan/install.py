@@ -209,11 +209,15 @@ def install(
     print("\n".join(outcome.lines))
     if owners.group_name is None:
         print("  note: no 'wazuh' (or 'ossec') group on this host: ownership left as it is; modes set")
-    reader_python: Callable[[], Path | None] = lambda: _reader_python(root)  # noqa: E731
+    chosen = None
     if wodle:
         chosen = _launcher_python(root)
         _report_python(root, chosen)
-        reader_python = lambda: chosen[0] if chosen else None  # noqa: E731
+
+    def reader_python() -> Path | None:  # the launcher's: found above when the wodle was installed
+        found = chosen if wodle else _launcher_python(root)
+        return found[0] if found else None
+
     facts = read_ossec_conf(root / OSSEC_CONF, reader_python)
     _report_ossec_conf(
         source, root, facts, wodle=wodle, ruleset=ruleset, ruleset_changed=outcome.ruleset_changed
@@ -705,7 +709,7 @@ def _read_in_another_python(path: Path, python: Path | None) -> OssecConfFacts:
     if python is None:
         return OssecConfFacts(
             unchecked=f"{path} not checked: no Python with {' '.join(REQUIREMENTS)} to read it with "
-            f"(install without --no-venv makes one in {VENV}/): check it against what follows"
+            f"(install without --no-venv makes one in {VENV}/)"
         )
     with _this_package_alone() as directory:
         command = [str(python), "-I", "-B", "-c", READ_OSSEC_CONF, directory, str(path)]
@@ -719,8 +723,9 @@ def _read_in_another_python(path: Path, python: Path | None) -> OssecConfFacts:
         answer = None
     if result.returncode != 0 or not isinstance(answer, dict):
         tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
+        said = f": {tail}" if tail else ""
         return OssecConfFacts(
-            unchecked=f"{path} not checked: {python} could not read it (exit {result.returncode}): {tail}"
+            unchecked=f"{path} not checked: {python} could not read it (exit {result.returncode}){said}"
         )
     if "error" in answer:
         return OssecConfFacts(unchecked=f"{path} not checked: {answer['error']}")
@@ -742,7 +747,7 @@ def _report_ossec_conf(
 ) -> None:
     ossec_conf = root / OSSEC_CONF
     if facts.unchecked:
-        log.warning("%s", facts.unchecked)
+        log.warning("%s: check it against what follows", facts.unchecked)
     if facts.bad_xml:
         log.warning("%s (what follows is what install could read of it)", facts.bad_xml)
     for line, group in facts.stock_wodle_groups:
