@@ -18,6 +18,7 @@ import pytest
 from conftest import ROOT, cli_env
 from lxml import etree
 from wazuh_ecr_scan import install as installer
+from wazuh_ecr_scan import ossec_config
 from wazuh_ecr_scan.cli import main
 from wazuh_ecr_scan.errors import EXIT_BAD_CONFIG
 from wazuh_ecr_scan.install import Owner, Owners, ProjectFiles
@@ -558,7 +559,7 @@ def test_uninstall_refuses_while_ossec_conf_still_runs_the_module(wazuh, source,
     disabled = RUNS_MODULE.format(wazuh=wazuh).replace("<tag>", "<disabled>yes</disabled><tag>")
     for block in (commented, disabled):
         ossec_conf.write_text(f"<ossec_config>\n{block}</ossec_config>\n")
-        assert installer.ossec_conf_runs_module(ossec_conf) is None
+        assert installer.read_ossec_conf(ossec_conf, lambda: None).module_line is None
     ossec_conf.write_text("<ossec_config>\n" + RUNS_MODULE.format(wazuh=wazuh) + "</ossec_config>\n")
     assert main(["uninstall", "--wazuh_path", str(wazuh), "--force"]) == 0
     assert not (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
@@ -594,7 +595,8 @@ def test_stock_wodle_blocks_that_do_not_read_ecr_groups_are_not_reported(tmp_pat
         "      <aws_log_groups>/aws/lambda/x, /aws/ecr/image-scan-findings/c</aws_log_groups>\n"
         "    </service>\n  </wodle>\n</ossec_config>\n"
     )
-    assert installer.stock_wodle_reads_ecr_groups(conf) == [(10, "/aws/ecr/image-scan-findings/c")]
+    facts = installer.read_ossec_conf(conf, lambda: None)
+    assert facts.stock_wodle_groups == [(10, "/aws/ecr/image-scan-findings/c")]
 
 
 def test_uninstall_never_deletes_through_a_linked_directory(wazuh, source, tmp_path):
@@ -622,3 +624,109 @@ def test_install_from_a_checkout_runs_with_the_target_trees_embedded_python(wazu
     assert result.returncode == 0, result.stderr
     assert "wazuh_ecr_scan.install import main" in embedded.read_text()
     assert (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
+
+
+# -- install reads ossec.conf with the module's own lxml reader, in a Python that has lxml -------------
+
+
+STOCK_AND_COMMAND = (
+    '<ossec_config>\n  <wodle name="aws-s3">\n    <service type="cloudwatchlogs">\n'
+    "      <aws_log_groups>/aws/ecr/image-scan-findings/web</aws_log_groups>\n"
+    "    </service>\n  </wodle>\n"
+    '  <wodle name="command">\n    <tag>ecr-scan</tag>\n'
+    "    <command>{wazuh}/wodles/ecr-scan/ecr-scan --config x --run-once</command>\n  </wodle>\n"
+    "</ossec_config>\n<ossec_config>\n  <ruleset>\n    <rule_dir>etc/rules</rule_dir>\n  </ruleset>\n"
+    "</ossec_config>\n"
+)
+
+
+def test_install_run_by_a_python_without_lxml_reads_ossec_conf_in_the_python_it_records(wazuh, source):
+    """On a bare system install runs before lxml exists: the Python it records for the launcher (which
+    has lxml) reads ossec.conf with the module's reader and tells install what it found."""
+    (wazuh / "etc" / "ossec.conf").write_text(STOCK_AND_COMMAND.format(wazuh=wazuh))
+    boot = f"import sys; sys.path.insert(0, {str(ROOT / 'wodle')!r}); from wazuh_ecr_scan.install import main"
+    command = [PYTHON, "-S", "-c", f"{boot}; sys.exit(main(sys.argv[1:]))"]  # -S: no site-packages, no lxml
+    command += ["install", "--wazuh_path", str(wazuh), "--source", str(source.root), "--no-venv"]
+    env = {k: v for k, v in cli_env().items() if k != "PYTHONPATH"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd="/", timeout=300)
+    assert result.returncode == 0, result.stderr
+    lxml_there = subprocess.run([*command[:3], "import lxml"], capture_output=True, env=env, timeout=60)
+    assert lxml_there.returncode == 1  # the Python install ran with really had no lxml
+    assert "not checked" not in result.stderr
+    assert (
+        f"{wazuh}/etc/ossec.conf line 4: Wazuh's aws-s3 wodle reads /aws/ecr/image-scan-findings/web"
+        in result.stderr
+    )
+    assert "already runs the module: nothing to add" in result.stdout
+    lacks = result.stdout.split("Your <ruleset> lacks these lines; add them too:\n")[1].splitlines()
+    assert lacks[0] == "    <decoder_dir>etc/decoders</decoder_dir>" and "rule_dir" not in lacks[1]
+
+    uninstall = [*command[:4], "uninstall", "--wazuh_path", str(wazuh)]
+    result = subprocess.run(uninstall, capture_output=True, text=True, env=env, cwd="/", timeout=300)
+    assert result.returncode == EXIT_BAD_CONFIG
+    assert f"{wazuh}/etc/ossec.conf line 9 still runs wodles/ecr-scan/ecr-scan" in result.stderr
+
+
+def test_install_without_any_python_with_lxml_prints_the_block_and_says_ossec_conf_was_not_checked(
+    wazuh, source, tmp_path, monkeypatch, capsys
+):
+    (wazuh / "etc" / "ossec.conf").write_text(STOCK_AND_COMMAND.format(wazuh=wazuh))
+    monkeypatch.setitem(sys.modules, "wazuh_ecr_scan.ossec_config", None)  # this process: no lxml
+    monkeypatch.setattr(sys, "executable", str(bare_python(tmp_path / "usr" / "bin" / "python3")))
+    monkeypatch.setattr(installer, "SERVICE_PATH", str(tmp_path / "usr" / "bin"))  # the only python3
+    command = ["install", "--wazuh_path", str(wazuh), "--source", str(source.root), "--no-venv"]
+    assert installer.main(command) == 0
+    out, err = capsys.readouterr()
+    assert [line.split("WARNING: ")[1] for line in err.splitlines() if "not checked" in line] == [
+        f"{wazuh}/etc/ossec.conf not checked: no Python with {' '.join(installer.REQUIREMENTS)} to read it "
+        "with (install without --no-venv makes one in wodles/ecr-scan/venv/): check it against what follows"
+    ]
+    assert f"Add this to {wazuh}/etc/ossec.conf unless it has it already, then restart Wazuh" in out
+    assert '<wodle name="command">' in out and f"{wazuh}/wodles/ecr-scan/ecr-scan --config" in out
+    needs = out.split("Your <ruleset> needs these lines; add the ones it lacks (each once):\n")[1]
+    assert needs.splitlines()[:2] == [f"    {line}" for line in installer.RULESET_LINES]
+
+    assert installer.main([*command, "--ruleset-only"]) == 0
+    out, err = capsys.readouterr()
+    assert "not checked: no Python with" in err and "Your <ruleset> needs these lines" in out
+
+    assert installer.main(["uninstall", "--wazuh_path", str(wazuh)]) == 0  # said, not refused: unknown
+    assert "not checked: no Python with" in capsys.readouterr().err
+    assert not (wazuh / "wodles" / "ecr-scan" / "ecr-scan").exists()
+
+
+def test_a_malformed_or_missing_ossec_conf_is_named_and_install_completes(wazuh, source, capsys):
+    ossec_conf = wazuh / "etc" / "ossec.conf"
+    ossec_conf.write_text(
+        "<ossec_config>\n" + RUNS_MODULE.format(wazuh=wazuh) + "  <ruleset>\n    <rule_dir>etc/rules\n"
+        "  </ruleset>\n</ossec_config>\n"
+    )
+    command = ["install", "--wazuh_path", str(wazuh), "--source", str(source.root), "--no-venv"]
+    assert installer.main(command) == 0
+    out, err = capsys.readouterr()
+    bad = [line.split("WARNING: ")[1] for line in err.splitlines() if "bad XML" in line]
+    assert len(bad) == 1 and bad[0].startswith(f"configuration error at '{ossec_conf}' line 8: bad XML")
+    assert "already runs the module" in out  # what comes before the break is read
+
+    ossec_conf.unlink()
+    assert installer.main(command) == 0
+    out, err = capsys.readouterr()
+    assert [line.split("WARNING: ")[1] for line in err.splitlines() if "not checked" in line] == [
+        f"{ossec_conf} not checked: cannot read {ossec_conf}: No such file or directory: check it against "
+        "what follows"
+    ]
+    assert "then restart Wazuh (wazuh-manager):" in out
+
+
+def test_the_ruleset_lines_install_prints_are_those_the_reader_looks_for():
+    assert list(installer.RULESET_LINES) == ossec_config.missing_ruleset_lines(etree.fromstring("<x/>"))
+
+
+def test_a_reader_python_that_fails_is_named_and_nothing_is_assumed(wazuh, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wazuh_ecr_scan.ossec_config", None)  # this process: no lxml
+    broken = tmp_path / "bin" / "python3"
+    fake_python(broken, tmp_path / "calls.log", works=False)
+    facts = installer.read_ossec_conf(wazuh / "etc" / "ossec.conf", lambda: broken)
+    assert facts.unchecked == f"{wazuh}/etc/ossec.conf not checked: {broken} could not read it (exit 1)"
+    assert "ossec_conf_report_json" in (tmp_path / "calls.log").read_text()
+    assert facts.module_line is None and facts.stock_wodle_groups == []

@@ -242,3 +242,62 @@ def test_comments_and_bytes_are_read_as_wazuh_reads_them(tmp_path):
     bad = commented.replace("<run_on_start>yes", "<run_on_start>maybe")
     with pytest.raises(ConfigError, match=r"line 7"):  # line numbers survive the removed comment
         ossec_config.load(write(tmp_path, bad))
+
+
+# -- what `install` and `uninstall` read in ossec.conf ----------------------------------------------
+
+COMMAND = (
+    '<wodle name="command">\n  <command>/var/ossec/wodles/ecr-scan/ecr-scan --run-once</command>\n</wodle>\n'
+)
+STOCK = (
+    '<wodle name="aws-s3">\n  <service type="cloudwatchlogs">\n'
+    "    <aws_log_groups>/aws/lambda/x, /aws/ecr/image-scan-findings/web</aws_log_groups>\n"
+    "  </service>\n</wodle>\n"
+)
+
+
+def test_the_ossec_conf_report_skips_commented_and_disabled_blocks(tmp_path):
+    """As Wazuh's os_xml and modulesd read it: comments skipped (even one holding "--"), blocks with
+    <disabled>yes</disabled> not run, several top-level <ossec_config> blocks."""
+    disabled = "<disabled>yes</disabled>\n"
+    text = (
+        "<ossec_config>\n<!-- was: --run-once\n"
+        + COMMAND
+        + STOCK
+        + "-->\n"  # lines 2-11 commented out
+        + COMMAND.replace("<command>", disabled + "<command>")  # lines 12-15
+        + STOCK.replace("<service", disabled + "<service")  # lines 16-21
+        + "</ossec_config>\n<ossec_config>\n  <ruleset>\n    <rule_dir>etc/rules</rule_dir>\n"
+        "  </ruleset>\n</ossec_config>\n"
+    )
+    path = write(tmp_path, text, "ossec.conf")
+    assert ossec_config.ossec_conf_report(path) == ossec_config.OssecConfReport(
+        stock_wodle_groups=[],
+        module_line=None,
+        missing_ruleset_lines=["<decoder_dir>etc/decoders</decoder_dir>"],
+    )
+    enabled = text + "<ossec_config>\n" + COMMAND + STOCK + "</ossec_config>\n"  # lines 28-37
+    report = ossec_config.ossec_conf_report(write(tmp_path, enabled, "ossec.conf"))
+    assert report.module_line == 30  # its <command>
+    assert report.stock_wodle_groups == [(34, "/aws/ecr/image-scan-findings/web")]
+    # A tag given twice: modulesd keeps the last one.
+    twice = text.replace("<disabled>yes</disabled>\n", "<disabled>yes</disabled><disabled>no</disabled>\n")
+    assert ossec_config.ossec_conf_report(write(tmp_path, twice, "ossec.conf")).module_line == 14
+    replaced = COMMAND.replace("</command>", "</command><command>/bin/true</command>")
+    report = ossec_config.ossec_conf_report(write(tmp_path, f"<ossec_config>{replaced}</ossec_config>"))
+    assert report.module_line is None
+
+
+def test_the_ossec_conf_report_of_a_broken_or_missing_file(tmp_path):
+    broken = write(tmp_path, "<ossec_config>\n" + COMMAND + "  <ruleset>\n</ossec_config>\n", "ossec.conf")
+    report = ossec_config.ossec_conf_report(broken)
+    assert report.bad_xml is not None and report.bad_xml.startswith(
+        f"configuration error at '{broken}' line 6"
+    )
+    assert report.module_line == 3  # read in recover mode up to the break
+    assert '"module_line": 3' in ossec_config.ossec_conf_report_json(broken)
+    with pytest.raises(ConfigError, match=r"^cannot read /nonexistent/ossec\.conf: No such file"):
+        ossec_config.ossec_conf_report("/nonexistent/ossec.conf")
+    assert ossec_config.ossec_conf_report_json("/nonexistent/ossec.conf") == (
+        '{"error": "cannot read /nonexistent/ossec.conf: No such file or directory"}'
+    )

@@ -10,7 +10,11 @@ through descriptors (temporary file created O_EXCL|O_NOFOLLOW beside its target,
 descriptor, renamed into place), and no path below the Wazuh root is followed through a symbolic link.
 
 It needs only the standard library: on a bare system it runs before boto3, lxml and dateutil exist, and
-makes the private venv (wodles/ecr-scan/venv) that will hold them.
+makes the private venv (wodles/ecr-scan/venv) that will hold them. It reads ossec.conf with the module's
+own reader (ossec_config.ossec_conf_report, lxml): in this process when it can import it, else in the
+Python the launcher will use (which has lxml), given only this package on its path and run isolated (-I).
+With no such Python it still prints the block and the <ruleset> lines, and warns that ossec.conf was not
+checked.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import argparse
 import contextlib
 import errno
 import grp
+import importlib
+import json
 import os
 import pwd
 import re
@@ -27,8 +33,9 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import TypeVar
@@ -41,6 +48,7 @@ WODLE_DIR = Path("wodles", "ecr-scan")
 LAUNCHER = "ecr-scan"
 PACKAGE = "wazuh_ecr_scan"
 CONFIG = Path("etc", "ecr-scan.conf")
+OSSEC_CONF = Path("etc", "ossec.conf")
 MANIFEST = "installed-files.txt"
 RULESET_DIRS = {"rules": Path("etc", "rules"), "decoders": Path("etc", "decoders")}
 EMBEDDED_PYTHON = Path("framework", "python", "bin", "python3")
@@ -201,9 +209,19 @@ def install(
     print("\n".join(outcome.lines))
     if owners.group_name is None:
         print("  note: no 'wazuh' (or 'ossec') group on this host: ownership left as it is; modes set")
+    chosen = None
     if wodle:
-        _report_python(root)
-    _report_ossec_conf(source, root, wodle=wodle, ruleset=ruleset, ruleset_changed=outcome.ruleset_changed)
+        chosen = _launcher_python(root)
+        _report_python(root, chosen)
+
+    def reader_python() -> Path | None:  # the launcher's: found above when the wodle was installed
+        found = chosen if wodle else _launcher_python(root)
+        return found[0] if found else None
+
+    facts = read_ossec_conf(root / OSSEC_CONF, reader_python)
+    _report_ossec_conf(
+        source, root, facts, wodle=wodle, ruleset=ruleset, ruleset_changed=outcome.ruleset_changed
+    )
     return outcome
 
 
@@ -403,8 +421,15 @@ def _write_manifest(root: Path, owners: Owners, outcome: Outcome) -> None:
 
 
 def uninstall(root: Path, purge: bool = False, force: bool = False) -> None:
-    ossec_conf = root / "etc" / "ossec.conf"
-    line = ossec_conf_runs_module(ossec_conf)
+    ossec_conf = root / OSSEC_CONF
+    facts = read_ossec_conf(ossec_conf, lambda: _reader_python(root))
+    if facts.unchecked:
+        log.warning(
+            '%s: if it runs %s, remove that <wodle name="command"> block and restart Wazuh',
+            facts.unchecked,
+            WODLE_DIR / LAUNCHER,
+        )
+    line = facts.module_line
     if line is not None and not force:
         raise ConfigError(
             f"{ossec_conf} line {line} still runs {WODLE_DIR / LAUNCHER}: remove that "
@@ -460,8 +485,9 @@ def _remove(root: Path, relative: Path) -> bool:
 # -- what to tell the administrator ----------------------------------------------------------------
 
 
-def _report_python(root: Path) -> None:
-    """Which Python the launcher will pick, in its own order: Wazuh's, the recorded one, python3 on PATH."""
+def _launcher_python(root: Path) -> tuple[Path, str] | None:
+    """The Python the launcher will pick and why, in its own order: Wazuh's, the recorded one, python3 on
+    PATH; None when none of them can run the module."""
     candidates = [(root / EMBEDDED_PYTHON, "Wazuh's embedded Python")]
     recorded = _recorded_python(root)
     if recorded is not None:
@@ -471,8 +497,19 @@ def _report_python(root: Path) -> None:
         candidates.append((Path(system), "python3 from a service's PATH"))
     for path, what in candidates:
         if usable_python(path, quiet=True):
-            print(f"Python: the launcher will use {path} ({what})")
-            return
+            return path, what
+    return None
+
+
+def _reader_python(root: Path) -> Path | None:
+    chosen = _launcher_python(root)
+    return chosen[0] if chosen else None
+
+
+def _report_python(root: Path, chosen: tuple[Path, str] | None) -> None:
+    if chosen is not None:
+        print(f"Python: the launcher will use {chosen[0]} ({chosen[1]})")
+        return
     log.warning(
         "no Python 3.10+ with %s that only root can change was found for the launcher: run install again "
         "without --no-venv (it makes %s), or install them for %s",
@@ -634,11 +671,86 @@ def _recorded_python(root: Path) -> Path | None:
 # -- ossec.conf ------------------------------------------------------------------------------------
 
 
+# How install, which must run without lxml, reads ossec.conf: a Python that runs the module (it has lxml)
+# runs the package's own reader, isolated (-I: not the working directory), with only this package added.
+READ_OSSEC_CONF = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from wazuh_ecr_scan.ossec_config import ossec_conf_report_json as r; print(r(sys.argv[2]))"
+)
+# ossec_config.RULESET_LINES as XML lines (a test keeps them equal): what <ruleset> needs.
+RULESET_LINES = ("<decoder_dir>etc/decoders</decoder_dir>", "<rule_dir>etc/rules</rule_dir>")
+
+
+@dataclass(frozen=True)
+class OssecConfFacts:
+    """The fields of ossec_config.OssecConfReport (same names), or why ossec.conf was not read."""
+
+    stock_wodle_groups: list[tuple[int, str]] = field(default_factory=list)
+    module_line: int | None = None
+    missing_ruleset_lines: list[str] = field(default_factory=list)
+    bad_xml: str | None = None
+    unchecked: str | None = None  # why install could not read ossec.conf: nothing above is known
+
+
+def read_ossec_conf(path: Path, reader_python: Callable[[], Path | None]) -> OssecConfFacts:
+    """`path` read by ossec_config (lxml): in this process when it can import it, else in the Python
+    `reader_python()` names (one that runs the module: it has lxml)."""
+    try:
+        ossec_config = importlib.import_module(f"{PACKAGE}.ossec_config")
+    except ImportError:
+        return _read_in_another_python(path, reader_python())
+    try:
+        return OssecConfFacts(**asdict(ossec_config.ossec_conf_report(str(path))))
+    except ConfigError as exc:
+        return OssecConfFacts(unchecked=f"{path} not checked: {exc}")
+
+
+def _read_in_another_python(path: Path, python: Path | None) -> OssecConfFacts:
+    if python is None:
+        return OssecConfFacts(
+            unchecked=f"{path} not checked: no Python with {' '.join(REQUIREMENTS)} to read it with "
+            f"(install without --no-venv makes one in {VENV}/)"
+        )
+    with _this_package_alone() as directory:
+        command = [str(python), "-I", "-B", "-c", READ_OSSEC_CONF, directory, str(path)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return OssecConfFacts(unchecked=f"{path} not checked: {python} could not read it: {exc}")
+    try:
+        answer = json.loads(result.stdout)
+    except ValueError:
+        answer = None
+    if result.returncode != 0 or not isinstance(answer, dict):
+        tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
+        said = f": {tail}" if tail else ""
+        return OssecConfFacts(
+            unchecked=f"{path} not checked: {python} could not read it (exit {result.returncode}){said}"
+        )
+    if "error" in answer:
+        return OssecConfFacts(unchecked=f"{path} not checked: {answer['error']}")
+    report = answer["report"]
+    report["stock_wodle_groups"] = [(line, group) for line, group in report["stock_wodle_groups"]]
+    return OssecConfFacts(**report)
+
+
+@contextlib.contextmanager
+def _this_package_alone() -> Iterator[str]:
+    """A new directory holding only a link to this package: what another Python imports it from."""
+    with tempfile.TemporaryDirectory(prefix="wazuh-ecr-scan-") as directory:
+        os.symlink(Path(__file__).resolve().parent, Path(directory, PACKAGE))
+        yield directory
+
+
 def _report_ossec_conf(
-    source: ProjectFiles, root: Path, wodle: bool, ruleset: bool, ruleset_changed: bool
+    source: ProjectFiles, root: Path, facts: OssecConfFacts, wodle: bool, ruleset: bool, ruleset_changed: bool
 ) -> None:
-    ossec_conf = root / "etc" / "ossec.conf"
-    for line, group in stock_wodle_reads_ecr_groups(ossec_conf):
+    ossec_conf = root / OSSEC_CONF
+    if facts.unchecked:
+        log.warning("%s: check it against what follows", facts.unchecked)
+    if facts.bad_xml:
+        log.warning("%s (what follows is what install could read of it)", facts.bad_xml)
+    for line, group in facts.stock_wodle_groups:
         log.warning(
             "%s line %d: Wazuh's aws-s3 wodle reads %s too and forwards it raw: move that "
             '<wodle name="aws-s3"> block to %s',
@@ -648,16 +760,20 @@ def _report_ossec_conf(
             CONFIG,
         )
     restart = "Restart Wazuh (wazuh-manager) to load the new rules and decoders." if ruleset_changed else ""
-    if wodle and ossec_conf_runs_module(ossec_conf) is None:
-        print(f"\nAdd this to {ossec_conf}, then restart Wazuh ({_service(root)}):\n")
+    if wodle and facts.module_line is None:
+        unless = " unless it has it already" if facts.unchecked else ""
+        print(f"\nAdd this to {ossec_conf}{unless}, then restart Wazuh ({_service(root)}):\n")
         print(command_block(source, root))
     elif wodle:
         print(f"{ossec_conf} already runs the module: nothing to add; the next pass uses this version.")
-    text = _ossec_conf_text(ossec_conf)
-    if ruleset and text and not all(f"<{tag}>{path}</{tag}>" in text for tag, path in _RULESET_LINES):
-        print("\nYour <ruleset> lacks these lines; add them too:")
-        for tag, path in _RULESET_LINES:
-            print(f"    <{tag}>{path}</{tag}>")
+    missing = RULESET_LINES if facts.unchecked else facts.missing_ruleset_lines
+    if ruleset and missing:
+        if facts.unchecked:
+            print("\nYour <ruleset> needs these lines; add the ones it lacks (each once):")
+        else:
+            print("\nYour <ruleset> lacks these lines; add them too:")
+        for line in missing:
+            print(f"    {line}")
         restart = "Restart Wazuh (wazuh-manager) once <ruleset> loads them."
     if restart:
         print(restart)
@@ -665,57 +781,15 @@ def _report_ossec_conf(
         print("Rules and decoders unchanged: no restart needed for them.")
 
 
-_RULESET_LINES = (("decoder_dir", "etc/decoders"), ("rule_dir", "etc/rules"))
-_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-_WODLE = re.compile(r"<wodle\s+name\s*=\s*([\"'])(?P<name>[^\"']*)\1\s*>(?P<body>.*?)</wodle\s*>", re.DOTALL)
-_DISABLED = re.compile(r"<disabled>\s*yes\s*</disabled>")
-
-
 def _service(root: Path) -> str:
     return "wazuh-agent" if _is_agent(root) else "wazuh-manager"
 
 
-def _ossec_conf_text(path: Path) -> str:
-    """The file with its comments blanked (line numbers kept), as Wazuh's os_xml skips them."""
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return _COMMENT.sub(lambda m: "\n" * m[0].count("\n"), text)
-
-
-def _enabled_wodles(path: Path, name: str) -> Iterator[tuple[int, str]]:
-    """(line of the block, its body) of every enabled <wodle name=`name`> of the file."""
-    text = _ossec_conf_text(path)
-    for match in _WODLE.finditer(text):
-        if match["name"] == name and not _DISABLED.search(match["body"]):
-            yield text.count("\n", 0, match.start("body")) + 1, match["body"]
-
-
-def stock_wodle_reads_ecr_groups(path: Path) -> list[tuple[int, str]]:
-    """(line, group) for each /aws/ecr/ group that an enabled Wazuh aws-s3 wodle of `path` reads: Wazuh
-    would forward those findings raw besides this module's events. Standard library only, so that install
-    can warn before the dependencies exist."""
-    found = []
-    for line, body in _enabled_wodles(path, "aws-s3"):
-        for match in re.finditer(r"<aws_log_groups>(?P<groups>[^<]*)</aws_log_groups>", body):
-            groups = [g.strip() for g in match["groups"].split(",") if "/aws/ecr/" in g]
-            where = line + body.count("\n", 0, match.start())
-            found.extend((where, group) for group in groups)
-    return found
-
-
-def ossec_conf_runs_module(path: Path) -> int | None:
-    """Line of an enabled <wodle name="command"> of `path` that runs wodles/ecr-scan/ecr-scan, else None."""
-    for line, body in _enabled_wodles(path, "command"):
-        command = re.search(r"<command>(?P<command>[^<]*)</command>", body)
-        if command and f"{WODLE_DIR.as_posix()}/{LAUNCHER}" in command["command"]:
-            return line + body.count("\n", 0, command.start())
-    return None
-
-
 def command_block(source: ProjectFiles, root: Path) -> str:
-    """The `<wodle name="command">` block of ossec.conf.example, with this installation's path."""
+    """The `<wodle name="command">` block of ossec.conf.example, with this installation's path.
+
+    Cut as text, not with lxml: it is printed on a host with no lxml at all (install runs before the
+    dependencies exist), and as written in the example, its indentation and comments included."""
     match = re.search(r'[ \t]*<wodle name="command">.*?</wodle>', source.example.read_text(), re.DOTALL)
     if match is None:
         raise ConfigError(f'{source.example}: no <wodle name="command"> block')

@@ -4,13 +4,18 @@ Accepts a file holding one or more such blocks, or a whole ossec.conf (other wod
 validation follow Wazuh's own reader (src/config/wmodules-aws.c, wodles/aws/aws_tools.py); an unknown tag or
 a bad value is a ConfigError naming the file, the line and the tag. Services other than cloudwatchlogs,
 buckets and subscribers are skipped with an info line: Wazuh's wodle reads those.
+
+`ossec_conf_report` is what `install` and `uninstall` learn from ossec.conf (the stock wodle reading ECR
+groups, the command block running the module, the <ruleset> lines): `install` runs without lxml, so it
+gets that report as JSON from a Python that has lxml when its own has not.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lxml import etree
@@ -120,20 +125,104 @@ def aws_s3_wodles(root: etree._Element) -> Iterator[etree._Element]:
 def stock_wodle_ecr_groups(path: str) -> list[tuple[int, str]]:
     """(line, groups) of each `<aws_log_groups>` naming /aws/ecr/ groups in an enabled aws-s3 block of
     `path`, a file Wazuh's own aws-s3 wodle reads (ossec.conf): that wodle then forwards every finding
-    message raw, besides this module's events. [] when the file is unreadable. Shared by `install` and
-    `--check-config`."""
+    message raw, besides this module's events. [] when the file is unreadable. Used by `--check-config`
+    (`install` reads the same through `ossec_conf_report`)."""
     try:
         root = parse_file(path, recover=True)
     except ConfigError:
         return []
-    found = []
-    for wodle in aws_s3_wodles(root):
-        if any((d.text or "").strip() == "yes" for d in wodle.findall("disabled")):
-            continue
+    return [(group.sourceline, (group.text or "").strip()) for group in _stock_ecr_group_tags(root)]
+
+
+def _stock_ecr_group_tags(root: etree._Element) -> Iterator[etree._Element]:
+    for wodle in enabled_wodles(root, MODULE):
         for group in wodle.iter("aws_log_groups"):
             if "/aws/ecr/" in (group.text or ""):
-                found.append((group.sourceline, (group.text or "").strip()))
-    return found
+                yield group
+
+
+def enabled_wodles(root: etree._Element, name: str) -> Iterator[etree._Element]:
+    """Every `<wodle name=name>` of `root` but those whose (last) `<disabled>` is yes: Wazuh does not run
+    them (its readers, src/config/wmodules-command.c and wmodules-aws.c, keep a repeated tag's last)."""
+    for wodle in root.iter("wodle"):
+        disabled = wodle.findall("disabled")
+        if wodle.get("name") == name and not (disabled and (disabled[-1].text or "").strip() == "yes"):
+            yield wodle
+
+
+# -- what `install` and `uninstall` read in ossec.conf --------------------------------------------
+
+# The launcher `install` puts in wodles/ecr-scan (install.WODLE_DIR / install.LAUNCHER).
+LAUNCHER_PATH = "wodles/ecr-scan/ecr-scan"
+# The <ruleset> lines that load the directories `install` copies the rules and decoders into.
+RULESET_LINES = (("decoder_dir", "etc/decoders"), ("rule_dir", "etc/rules"))
+
+
+@dataclass(frozen=True)
+class OssecConfReport:
+    """What `install` and `uninstall` tell the administrator about ossec.conf. Plain values: `install`,
+    which runs without lxml, gets it as JSON from a Python that has lxml (`ossec_conf_report_json`)."""
+
+    stock_wodle_groups: list[tuple[int, str]]  # (line, group): an /aws/ecr/ group a stock aws-s3 block reads
+    module_line: int | None  # line of the <command> of an enabled command wodle running the launcher
+    missing_ruleset_lines: list[str]  # RULESET_LINES that no <ruleset> holds, as XML lines
+    bad_xml: str | None = None  # the parser's complaint (file and line); the rest was read in recover mode
+
+
+def ossec_conf_report(path: str) -> OssecConfReport:
+    """Read `path` (ossec.conf) as Wazuh's os_xml does: comments skipped, several top-level
+    `<ossec_config>` blocks, disabled wodles ignored. Malformed XML is read in recover mode (`bad_xml`
+    says where it broke); ConfigError only when the file cannot be read at all."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    bad_xml = None
+    try:
+        root = parse_file(path)
+    except ConfigError as exc:
+        bad_xml = str(exc)
+        root = parse_file(path, recover=True)
+    return OssecConfReport(
+        stock_wodle_groups=[
+            (tag.sourceline, group)
+            for tag in _stock_ecr_group_tags(root)
+            for group in split_list(tag.text or "")
+            if "/aws/ecr/" in group
+        ],
+        module_line=module_command_line(root),
+        missing_ruleset_lines=missing_ruleset_lines(root),
+        bad_xml=bad_xml,
+    )
+
+
+def module_command_line(root: etree._Element) -> int | None:
+    """Line of the `<command>` of the first enabled `<wodle name="command">` that runs the launcher (the
+    last `<command>` of a block: the one modulesd runs)."""
+    for wodle in enabled_wodles(root, "command"):
+        commands = wodle.findall("command")
+        if commands and LAUNCHER_PATH in (commands[-1].text or ""):
+            return commands[-1].sourceline
+    return None
+
+
+def missing_ruleset_lines(root: etree._Element) -> list[str]:
+    """The RULESET_LINES that no `<ruleset>` of `root` holds, as the lines to add."""
+    present = {
+        (child.tag, (child.text or "").strip())
+        for ruleset in root.iter("ruleset")
+        for child in elements(ruleset)
+    }
+    return [f"<{tag}>{path}</{tag}>" for tag, path in RULESET_LINES if (tag, path) not in present]
+
+
+def ossec_conf_report_json(path: str) -> str:
+    """`ossec_conf_report` as one JSON object for `install`: {"report": {...}} or {"error": "..."}."""
+    try:
+        return json.dumps({"report": asdict(ossec_conf_report(path))})
+    except ConfigError as exc:
+        return json.dumps({"error": str(exc)})
 
 
 def elements(parent: etree._Element) -> Iterator[etree._Element]:
