@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "wodle"))  # this checkout's module, whatever else
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from cli_zygote import Zygote  # noqa: E402
 from moto_server import MotoServer, logs_client, reset  # noqa: E402
 
 # A test using a fixture named like these (directly or through another fixture: `logs`, `cli_args`,
@@ -39,7 +40,7 @@ from moto_server import MotoServer, logs_client, reset  # noqa: E402
 INTEGRATION_FIXTURE_WORDS = ("moto", "receiver")
 # A test whose code, or a function of its module that it calls, names one of these starts a process
 # (the CLI, the launcher) or a moto server.
-INTEGRATION_NAMES = frozenset({"run_cli", "start_cli", "subprocess", "Popen", "MotoServer"})
+INTEGRATION_NAMES = frozenset({"run_cli", "run_cli_fresh", "start_cli", "subprocess", "Popen", "MotoServer"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -248,6 +249,16 @@ class CliResult:
 
 
 def run_cli(*args: str, timeout: float = 120) -> CliResult:
+    """`python -m wazuh_ecr_scan *args` to its end, as a process forked from a zygote that has imported
+    the module already (tests/support/cli_zygote.py): a new interpreter would spend 0.6 s importing. With
+    ECR_SCAN_TESTS_FRESH_INTERPRETER=1, each run is a new interpreter."""
+    if os.environ.get("ECR_SCAN_TESTS_FRESH_INTERPRETER") == "1":
+        return run_cli_fresh(*args, timeout=timeout)
+    return CliResult(*_zygote().run(list(args), cli_env(), str(ROOT), timeout))
+
+
+def run_cli_fresh(*args: str, timeout: float = 120) -> CliResult:
+    """`python -m wazuh_ecr_scan *args` in a new interpreter."""
     proc = subprocess.run(
         [sys.executable, "-m", "wazuh_ecr_scan", *args],
         capture_output=True,
@@ -257,6 +268,20 @@ def run_cli(*args: str, timeout: float = 120) -> CliResult:
         cwd=ROOT,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+_zygotes: list[Zygote] = []
+
+
+def _zygote() -> Zygote:
+    if not _zygotes:
+        _zygotes.append(Zygote(cli_env(), str(ROOT)))
+    return _zygotes[0]
+
+
+def pytest_sessionfinish() -> None:
+    for zygote in _zygotes:
+        zygote.close()
 
 
 def start_cli(*args: str) -> subprocess.Popen:
