@@ -36,7 +36,8 @@ def test_a_role_assumed_at_debug_3_leaves_no_credential_in_the_log(logs, receive
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(receiver.take().events) == 2  # read with the role's credentials
     written = log_file.read_text()
-    assert "<SecretAccessKey>***</SecretAccessKey>" in written  # the STS answer really was logged
+    sts_lines = "\n".join(line[:400] for line in written.splitlines() if "sts" in line.lower())
+    assert "<SecretAccessKey>***</SecretAccessKey>" in written, sts_lines  # the STS answer was logged
     assert "'X-Amz-Security-Token': b'***'" in written  # and the signed headers
     for secret in BASE_SECRETS:
         assert secret not in written
