@@ -6,8 +6,11 @@ child process with its wall time, CPU time and peak RSS, and printing a table pl
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
+import functools
+import http.client
 import itertools
 import json
 import os
@@ -24,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "tests" / "support"
@@ -36,6 +40,7 @@ from lambda_writer import Scan, make_scan  # noqa: E402
 PREFIX = "/aws/ecr/image-scan-findings/"
 MOTO_PAGE = 10_000  # moto's FilterLogEvents page: `limit`, default 10,000 events, never cut by size
 WODLE_STREAMS_PER_DESCRIBE = 50
+_MEASURE = str(Path(__file__).with_name("_measure.py"))
 
 # -- output -----------------------------------------------------------------------------------------
 
@@ -91,37 +96,121 @@ def report(
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: keeps the benchmark working in CI")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, each scenario once: keeps the benchmark working in CI (its figures mean nothing)",
+    )
     return p
+
+
+def quick_mode() -> None:
+    """--quick proves the benchmark still runs and checks what it checks, in a few seconds: run_cli forks
+    each run from one process that imported the module once (no interpreter start-up or imports, ~0.5 s
+    of CPU a run), and every `with MotoProcess()` gets one moto server, emptied by moto's reset, instead
+    of starting another (~1 s of CPU)."""
+    global _forked, _kept_moto
+    if _forked is None:
+        _forked = _ForkedCli()
+        atexit.register(_forked.close)
+    if _kept_moto is None:
+        _kept_moto = _KeptMoto()
+        atexit.register(_kept_moto.close)
 
 
 # -- processes ----------------------------------------------------------------------------------------
 
 
-class MotoProcess:
-    """moto's server (tests/support/moto_server.py) in a child process, on 127.0.0.1."""
-
-    _SCRIPT = (
-        "import sys; sys.path.insert(0, {support!r})\n"
+def _start_moto() -> tuple[subprocess.Popen, str]:
+    """moto's server (tests/support/moto_server.py) in a child process, on 127.0.0.1: (process, URL)."""
+    script = (
+        f"import sys; sys.path.insert(0, {str(SUPPORT)!r})\n"
         "from moto_server import MotoServer\n"
         "with MotoServer() as server:\n"
         "    print(server.url, flush=True)\n"
         "    sys.stdin.read()\n"
     )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        raise RuntimeError("moto server did not start")
+    return proc, url
+
+
+def _stop_moto(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    proc.wait(30)
+
+
+class MotoProcess:
+    """A fresh moto server in a child process, on 127.0.0.1 (under --quick: the kept one, emptied)."""
 
     def __enter__(self) -> MotoProcess:
-        script = self._SCRIPT.format(support=str(SUPPORT))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.url = self.proc.stdout.readline().strip()
-        if not self.url.startswith("http://"):
-            raise RuntimeError("moto server did not start")
+        self.proc: subprocess.Popen | None = None
+        if _kept_moto is not None:
+            self.url = _kept_moto.emptied()
+        else:
+            self.proc, self.url = _start_moto()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.proc is not None:
+            _stop_moto(self.proc)
+
+
+class _KeptMoto:
+    """--quick: one moto server for the whole benchmark; each use starts from nothing (POST
+    /moto-api/reset empties every backend), as a new server would."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def emptied(self) -> str:
+        if self.proc is None:
+            self.proc, self.url = _start_moto()
+            return self.url
+        connection = http.client.HTTPConnection(urlsplit(self.url).netloc, timeout=30)
+        try:
+            connection.request("POST", "/moto-api/reset")
+            if connection.getresponse().status != 200:
+                raise RuntimeError("moto server did not reset")
+        finally:
+            connection.close()
+        return self.url
+
+    def close(self) -> None:
+        if self.proc is not None:
+            _stop_moto(self.proc)
+
+
+class _ForkedCli:
+    """--quick: bench/_measure.py --forked, one process that imported the module, forking each run."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, _MEASURE, "--forked"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            cwd=ROOT,
+        )
+
+    def run(self, args: Sequence[str], stderr_path: str) -> dict[str, Any]:
+        self.proc.stdin.write(json.dumps({"args": list(args), "stderr": stderr_path}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline() or "{}")
+
+    def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(30)
+
+
+_forked: _ForkedCli | None = None
+_kept_moto: _KeptMoto | None = None
 
 
 class SinkProcess:
@@ -195,14 +284,24 @@ def cli_env() -> dict[str, str]:
 
 def run_cli(*args: str, check: bool = True) -> CliRun:
     """The real CLI in a child process (via bench/_measure.py): wall time, CPU time, peak RSS."""
-    with tempfile.TemporaryFile(mode="w+") as stderr, tempfile.NamedTemporaryFile(suffix=".json") as result:
-        measure = [sys.executable, str(Path(__file__).with_name("_measure.py")), result.name, "--"]
-        subprocess.run(
-            [*measure, *args], stdout=subprocess.DEVNULL, stderr=stderr, env=cli_env(), cwd=ROOT, check=False
-        )
+    with (
+        tempfile.NamedTemporaryFile(mode="w+") as stderr,
+        tempfile.NamedTemporaryFile(suffix=".json") as result,
+    ):
+        if _forked is not None:
+            figures = _forked.run(args, stderr.name)
+        else:
+            subprocess.run(
+                [sys.executable, _MEASURE, result.name, "--", *args],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=cli_env(),
+                cwd=ROOT,
+                check=False,
+            )
+            figures = json.loads(Path(result.name).read_text() or "{}")
         stderr.seek(0)
         text = stderr.read()
-        figures = json.loads(Path(result.name).read_text() or "{}")
     if not figures:
         raise RuntimeError(f"bench/_measure.py failed:\n{text[-3000:]}")
     run = CliRun(figures["returncode"], figures["wall_s"], figures["cpu_s"], figures["max_rss_mb"], text)
@@ -279,13 +378,8 @@ def streams_of(scan_list: Iterable[Scan]) -> int:
 def load(endpoint: str, scan_list: Sequence[Scan], threads: int = 4, region: str = "us-east-1") -> None:
     """Write scans to moto fast: one PutLogEvents per stream (the Lambda makes one per event; the data is
     the same, and how it was written does not change what a reader pays)."""
-    from moto_server import logs_client
-
     client = logs_client(
-        endpoint,
-        region_name=region,
-        retries={"mode": "standard", "max_attempts": 10},
-        max_pool_connections=16,
+        endpoint, region, retries={"mode": "standard", "max_attempts": 10}, max_pool_connections=16
     )
     for group in sorted({scan.log_group for scan in scan_list}):
         with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
@@ -303,6 +397,28 @@ def load(endpoint: str, scan_list: Sequence[Scan], threads: int = 4, region: str
     work = [(scan, stream, messages) for scan in scan_list for stream, messages in scan.streams()]
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(write, work))
+
+
+@functools.cache
+def _botocore_session() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session()  # one session: it loads each service model once
+
+
+def logs_client(endpoint: str, region: str = "us-east-1", **config: Any) -> Any:
+    """A CloudWatch Logs client for the moto server, with fake credentials (built with botocore alone:
+    tests/support/moto_server.py would import moto into the benchmark's process, ~1 s of CPU)."""
+    from botocore.config import Config
+
+    return _botocore_session().create_client(
+        "logs",
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(proxies={}, **config),
+    )
 
 
 def now_ms() -> int:

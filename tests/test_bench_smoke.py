@@ -15,7 +15,16 @@ from typing import IO
 import pytest
 from conftest import ROOT, cli_env
 
-BENCHMARKS = ["cpu_pipeline", "api_cost", "latency", "memory", "scaling", "anchor"]
+BENCHMARKS = [
+    "cpu_pipeline",
+    "api_cost",
+    "latency",
+    "memory",
+    "scaling",
+    "anchor",
+    "lifecycle",
+    "producer_memory",
+]
 TIMEOUT_S = 600
 
 pytestmark = pytest.mark.integration  # each benchmark is a process running the CLI against moto
