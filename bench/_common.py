@@ -10,7 +10,6 @@ import atexit
 import contextlib
 import dataclasses
 import functools
-import http.client
 import itertools
 import json
 import os
@@ -27,7 +26,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "tests" / "support"
@@ -105,112 +103,97 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def quick_mode() -> None:
-    """--quick proves the benchmark still runs and checks what it checks, in a few seconds: run_cli forks
-    each run from one process that imported the module once (no interpreter start-up or imports, ~0.5 s
-    of CPU a run), and every `with MotoProcess()` gets one moto server, emptied by moto's reset, instead
-    of starting another (~1 s of CPU)."""
-    global _forked, _kept_moto
-    if _forked is None:
-        _forked = _ForkedCli()
-        atexit.register(_forked.close)
-    if _kept_moto is None:
-        _kept_moto = _KeptMoto()
-        atexit.register(_kept_moto.close)
+    """--quick proves the benchmark still runs and checks what it checks, in a few seconds: every CLI run
+    and every moto server is forked from a process that imported the module, or moto, once
+    (bench/_forkserver.py), instead of a new interpreter importing them again (0.5-0.8 s of CPU each)."""
+    global _forked_cli, _moto_forks
+    if _forked_cli is None:
+        _forked_cli = _ForkedCli(fork_server("cli"))
+        _moto_forks = fork_server("moto")
 
 
 # -- processes ----------------------------------------------------------------------------------------
 
+_FORKSERVER = str(Path(__file__).with_name("_forkserver.py"))
 
-def _start_moto() -> tuple[subprocess.Popen, str]:
-    """moto's server (tests/support/moto_server.py) in a child process, on 127.0.0.1: (process, URL)."""
-    script = (
-        f"import sys; sys.path.insert(0, {str(SUPPORT)!r})\n"
+
+def fork_server(kind: str) -> str:
+    """The socket of the `kind` fork server ("cli" or "moto"): the smoke test's, shared by the benchmarks
+    it runs ($BENCH_FORKSERVER_CLI, $BENCH_FORKSERVER_MOTO), or one started now for this process."""
+    path = os.environ.get(f"BENCH_FORKSERVER_{kind.upper()}")
+    if path:
+        return path
+    path = str(Path(tempfile.mkdtemp(prefix="ecr-bench-", dir="/tmp")) / f"{kind}.sock")
+    proc = subprocess.Popen(
+        [sys.executable, _FORKSERVER, kind, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"bench/_forkserver.py {kind} did not start")
+    atexit.register(_stop_fork_server, proc, path)
+    return path
+
+
+def _stop_fork_server(proc: subprocess.Popen, path: str) -> None:
+    proc.stdin.close()
+    proc.wait(30)
+    shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
+def _connect(path: str) -> socket.socket:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(path)
+    return connection
+
+
+class _ForkedCli:
+    """--quick: CLI runs forked by the "cli" fork server, over one connection."""
+
+    def __init__(self, path: str) -> None:
+        self.stream = _connect(path).makefile("rw")
+        atexit.register(self.stream.close)  # before the server stops (atexit runs last in, first out)
+
+    def run(self, args: Sequence[str], stderr_path: str) -> dict[str, Any]:
+        self.stream.write(json.dumps({"args": list(args), "stderr": stderr_path}) + "\n")
+        self.stream.flush()
+        return json.loads(self.stream.readline() or "{}")
+
+
+_forked_cli: _ForkedCli | None = None
+_moto_forks: str | None = None
+
+
+class MotoProcess:
+    """moto's server (tests/support/moto_server.py) in a child process, on 127.0.0.1, with nothing in it
+    (--quick: forked by the "moto" fork server, stopped when the connection closes)."""
+
+    _SCRIPT = (
+        "import sys; sys.path.insert(0, {support!r})\n"
         "from moto_server import MotoServer\n"
         "with MotoServer() as server:\n"
         "    print(server.url, flush=True)\n"
         "    sys.stdin.read()\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://"):
-        raise RuntimeError("moto server did not start")
-    return proc, url
-
-
-def _stop_moto(proc: subprocess.Popen) -> None:
-    proc.stdin.close()
-    proc.wait(30)
-
-
-class MotoProcess:
-    """A fresh moto server in a child process, on 127.0.0.1 (under --quick: the kept one, emptied)."""
 
     def __enter__(self) -> MotoProcess:
-        self.proc: subprocess.Popen | None = None
-        if _kept_moto is not None:
-            self.url = _kept_moto.emptied()
+        if _moto_forks is not None:
+            self.forked = _connect(_moto_forks)
+            self.url = self.forked.makefile().readline().strip()
         else:
-            self.proc, self.url = _start_moto()
+            script = self._SCRIPT.format(support=str(SUPPORT))
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://"):
+            raise RuntimeError("moto server did not start")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.proc is not None:
-            _stop_moto(self.proc)
-
-
-class _KeptMoto:
-    """--quick: one moto server for the whole benchmark; each use starts from nothing (POST
-    /moto-api/reset empties every backend), as a new server would."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-
-    def emptied(self) -> str:
-        if self.proc is None:
-            self.proc, self.url = _start_moto()
-            return self.url
-        connection = http.client.HTTPConnection(urlsplit(self.url).netloc, timeout=30)
-        try:
-            connection.request("POST", "/moto-api/reset")
-            if connection.getresponse().status != 200:
-                raise RuntimeError("moto server did not reset")
-        finally:
-            connection.close()
-        return self.url
-
-    def close(self) -> None:
-        if self.proc is not None:
-            _stop_moto(self.proc)
-
-
-class _ForkedCli:
-    """--quick: bench/_measure.py --forked, one process that imported the module, forking each run."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, _MEASURE, "--forked"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=cli_env(),
-            cwd=ROOT,
-        )
-
-    def run(self, args: Sequence[str], stderr_path: str) -> dict[str, Any]:
-        self.proc.stdin.write(json.dumps({"args": list(args), "stderr": stderr_path}) + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline() or "{}")
-
-    def close(self) -> None:
+        if _moto_forks is not None:
+            self.forked.close()
+            return
         self.proc.stdin.close()
         self.proc.wait(30)
-
-
-_forked: _ForkedCli | None = None
-_kept_moto: _KeptMoto | None = None
 
 
 class SinkProcess:
@@ -288,8 +271,8 @@ def run_cli(*args: str, check: bool = True) -> CliRun:
         tempfile.NamedTemporaryFile(mode="w+") as stderr,
         tempfile.NamedTemporaryFile(suffix=".json") as result,
     ):
-        if _forked is not None:
-            figures = _forked.run(args, stderr.name)
+        if _forked_cli is not None:
+            figures = _forked_cli.run(args, stderr.name)
         else:
             subprocess.run(
                 [sys.executable, _MEASURE, result.name, "--", *args],

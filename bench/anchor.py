@@ -182,9 +182,7 @@ def main() -> None:
     if args.quick:
         quick_mode()
     rows = run(0.0, groups, per_group)
-    if (
-        args.latency and not args.quick
-    ):  # the same four passes again (bench/latency.py runs the proxy's latency)
+    if args.latency and not args.quick:  # --quick: bench/latency.py already runs behind a latency
         rows += run(args.latency, groups, per_group)
     summarise(rows)
 
