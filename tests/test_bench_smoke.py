@@ -72,8 +72,13 @@ def _fork_server(kind: str, folder: str) -> Iterator[str]:
         assert proc.stdout.readline().strip() == "ready", f"bench/_forkserver.py {kind} did not start"
         yield path
     finally:
-        proc.stdin.close()
-        proc.wait(TIMEOUT_S)
+        proc.stdin.close()  # it exits once every child it forked has ended
+        try:
+            proc.wait(TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
 
 
 @pytest.fixture(scope="module")
