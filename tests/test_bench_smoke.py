@@ -102,6 +102,19 @@ def runs(request: pytest.FixtureRequest) -> Iterator[dict[str, _Run]]:
 
 
 @pytest.mark.slow
+def test_full_runs_measure_a_new_interpreter(runs: dict[str, _Run], tmp_path: Path) -> None:
+    """--quick forks its CLI runs; a benchmark at full size runs each through bench/_measure.py (a new
+    interpreter, start-up included), which still reports the run's exit code, CPU time and peak RSS.
+    (Asks for `runs` so that the benchmarks are already running meanwhile.)"""
+    result = tmp_path / "figures.json"
+    measure = [sys.executable, str(ROOT / "bench" / "_measure.py"), str(result), "--", "--help"]
+    subprocess.run(measure, stdout=subprocess.DEVNULL, env=cli_env(), cwd=ROOT, check=True, timeout=TIMEOUT_S)
+    figures = json.loads(result.read_text())
+    assert figures["returncode"] == 0
+    assert figures["cpu_s"] > 0 and figures["max_rss_mb"] > 0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_benchmark_runs_quick(name: str, runs: dict[str, _Run]) -> None:
     returncode, stdout, stderr = runs[name].result()
