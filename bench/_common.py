@@ -266,7 +266,8 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(*args: str, check: bool = True) -> CliRun:
-    """The real CLI in a child process (via bench/_measure.py): wall time, CPU time, peak RSS."""
+    """The real CLI in a child process (via bench/_measure.py, or under --quick forked by
+    bench/_forkserver.py): wall time, CPU time, peak RSS."""
     with (
         tempfile.NamedTemporaryFile(mode="w+") as stderr,
         tempfile.NamedTemporaryFile(suffix=".json") as result,
@@ -286,7 +287,7 @@ def run_cli(*args: str, check: bool = True) -> CliRun:
         stderr.seek(0)
         text = stderr.read()
     if not figures:
-        raise RuntimeError(f"bench/_measure.py failed:\n{text[-3000:]}")
+        raise RuntimeError(f"the CLI run was not measured:\n{text[-3000:]}")
     run = CliRun(figures["returncode"], figures["wall_s"], figures["cpu_s"], figures["max_rss_mb"], text)
     if check and run.returncode != 0:
         raise RuntimeError(f"wazuh-ecr-scan exited {run.returncode}:\n{text[-3000:]}")
