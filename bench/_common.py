@@ -6,8 +6,10 @@ child process with its wall time, CPU time and peak RSS, and printing a table pl
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -36,6 +38,7 @@ from lambda_writer import Scan, make_scan  # noqa: E402
 PREFIX = "/aws/ecr/image-scan-findings/"
 MOTO_PAGE = 10_000  # moto's FilterLogEvents page: `limit`, default 10,000 events, never cut by size
 WODLE_STREAMS_PER_DESCRIBE = 50
+_MEASURE = str(Path(__file__).with_name("_measure.py"))
 
 # -- output -----------------------------------------------------------------------------------------
 
@@ -91,15 +94,77 @@ def report(
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: keeps the benchmark working in CI")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, each scenario once: keeps the benchmark working in CI (its figures mean nothing)",
+    )
     return p
+
+
+def quick_mode() -> None:
+    """--quick proves the benchmark still runs and checks what it checks, in a few seconds: every CLI run
+    and every moto server is forked from a process that imported the module, or moto, once
+    (bench/_forkserver.py), instead of a new interpreter importing them again (0.5-0.8 s of CPU each)."""
+    global _forked_cli, _moto_forks
+    if _forked_cli is None:
+        _forked_cli = _ForkedCli(fork_server("cli"))
+        _moto_forks = fork_server("moto")
 
 
 # -- processes ----------------------------------------------------------------------------------------
 
+_FORKSERVER = str(Path(__file__).with_name("_forkserver.py"))
+
+
+def fork_server(kind: str) -> str:
+    """The socket of the `kind` fork server ("cli" or "moto"): the smoke test's, shared by the benchmarks
+    it runs ($BENCH_FORKSERVER_CLI, $BENCH_FORKSERVER_MOTO), or one started now for this process."""
+    path = os.environ.get(f"BENCH_FORKSERVER_{kind.upper()}")
+    if path:
+        return path
+    path = str(Path(tempfile.mkdtemp(prefix="ecr-bench-", dir="/tmp")) / f"{kind}.sock")
+    proc = subprocess.Popen(
+        [sys.executable, _FORKSERVER, kind, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"bench/_forkserver.py {kind} did not start")
+    atexit.register(_stop_fork_server, proc, path)
+    return path
+
+
+def _stop_fork_server(proc: subprocess.Popen, path: str) -> None:
+    proc.stdin.close()
+    proc.wait(30)
+    shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
+def _connect(path: str) -> socket.socket:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(path)
+    return connection
+
+
+class _ForkedCli:
+    """--quick: CLI runs forked by the "cli" fork server, over one connection."""
+
+    def __init__(self, path: str) -> None:
+        self.stream = _connect(path).makefile("rw")
+        atexit.register(self.stream.close)  # before the server stops (atexit runs last in, first out)
+
+    def run(self, args: Sequence[str], stderr_path: str) -> dict[str, Any]:
+        self.stream.write(json.dumps({"args": list(args), "stderr": stderr_path}) + "\n")
+        self.stream.flush()
+        return json.loads(self.stream.readline() or "{}")
+
+
+_forked_cli: _ForkedCli | None = None
+_moto_forks: str | None = None
+
 
 class MotoProcess:
-    """moto's server (tests/support/moto_server.py) in a child process, on 127.0.0.1."""
+    """moto's server (tests/support/moto_server.py) in a child process, on 127.0.0.1, with nothing in it
+    (--quick: forked by the "moto" fork server, stopped when the connection closes)."""
 
     _SCRIPT = (
         "import sys; sys.path.insert(0, {support!r})\n"
@@ -110,16 +175,23 @@ class MotoProcess:
     )
 
     def __enter__(self) -> MotoProcess:
-        script = self._SCRIPT.format(support=str(SUPPORT))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.url = self.proc.stdout.readline().strip()
+        if _moto_forks is not None:
+            self.forked = _connect(_moto_forks)
+            self.url = self.forked.makefile().readline().strip()
+        else:
+            script = self._SCRIPT.format(support=str(SUPPORT))
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            self.url = self.proc.stdout.readline().strip()
         if not self.url.startswith("http://"):
             raise RuntimeError("moto server did not start")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if _moto_forks is not None:
+            self.forked.close()
+            return
         self.proc.stdin.close()
         self.proc.wait(30)
 
@@ -194,17 +266,28 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(*args: str, check: bool = True) -> CliRun:
-    """The real CLI in a child process (via bench/_measure.py): wall time, CPU time, peak RSS."""
-    with tempfile.TemporaryFile(mode="w+") as stderr, tempfile.NamedTemporaryFile(suffix=".json") as result:
-        measure = [sys.executable, str(Path(__file__).with_name("_measure.py")), result.name, "--"]
-        subprocess.run(
-            [*measure, *args], stdout=subprocess.DEVNULL, stderr=stderr, env=cli_env(), cwd=ROOT, check=False
-        )
+    """The real CLI in a child process (via bench/_measure.py, or under --quick forked by
+    bench/_forkserver.py): wall time, CPU time, peak RSS."""
+    with (
+        tempfile.NamedTemporaryFile(mode="w+") as stderr,
+        tempfile.NamedTemporaryFile(suffix=".json") as result,
+    ):
+        if _forked_cli is not None:
+            figures = _forked_cli.run(args, stderr.name)
+        else:
+            subprocess.run(
+                [sys.executable, _MEASURE, result.name, "--", *args],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=cli_env(),
+                cwd=ROOT,
+                check=False,
+            )
+            figures = json.loads(Path(result.name).read_text() or "{}")
         stderr.seek(0)
         text = stderr.read()
-        figures = json.loads(Path(result.name).read_text() or "{}")
     if not figures:
-        raise RuntimeError(f"bench/_measure.py failed:\n{text[-3000:]}")
+        raise RuntimeError(f"the CLI run was not measured:\n{text[-3000:]}")
     run = CliRun(figures["returncode"], figures["wall_s"], figures["cpu_s"], figures["max_rss_mb"], text)
     if check and run.returncode != 0:
         raise RuntimeError(f"wazuh-ecr-scan exited {run.returncode}:\n{text[-3000:]}")
@@ -279,13 +362,8 @@ def streams_of(scan_list: Iterable[Scan]) -> int:
 def load(endpoint: str, scan_list: Sequence[Scan], threads: int = 4, region: str = "us-east-1") -> None:
     """Write scans to moto fast: one PutLogEvents per stream (the Lambda makes one per event; the data is
     the same, and how it was written does not change what a reader pays)."""
-    from moto_server import logs_client
-
     client = logs_client(
-        endpoint,
-        region_name=region,
-        retries={"mode": "standard", "max_attempts": 10},
-        max_pool_connections=16,
+        endpoint, region, retries={"mode": "standard", "max_attempts": 10}, max_pool_connections=16
     )
     for group in sorted({scan.log_group for scan in scan_list}):
         with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
@@ -303,6 +381,28 @@ def load(endpoint: str, scan_list: Sequence[Scan], threads: int = 4, region: str
     work = [(scan, stream, messages) for scan in scan_list for stream, messages in scan.streams()]
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(write, work))
+
+
+@functools.cache
+def _botocore_session() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session()  # one session: it loads each service model once
+
+
+def logs_client(endpoint: str, region: str = "us-east-1", **config: Any) -> Any:
+    """A CloudWatch Logs client for the moto server, with fake credentials (built with botocore alone:
+    tests/support/moto_server.py would import moto into the benchmark's process, ~1 s of CPU)."""
+    from botocore.config import Config
+
+    return _botocore_session().create_client(
+        "logs",
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(proxies={}, **config),
+    )
 
 
 def now_ms() -> int:

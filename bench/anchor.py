@@ -23,8 +23,10 @@ from _common import (
     format_calls,
     live_args,
     load,
+    logs_client,
     now_ms,
     parser,
+    quick_mode,
     report,
     run_cli,
     scans,
@@ -76,7 +78,7 @@ def run(latency: float, groups: int, scans_per_group: int) -> list[dict[str, Any
     streams = Streams()
     rows = []
     with MotoProcess() as moto, FaultProxy(moto.url, latency=latency) as proxy, Workdir() as work:
-        client = _client(moto.url)
+        client = logs_client(moto.url)
         with SinkProcess(work.socket, keys=True) as sink:
 
             def pass_(name: str, expected: int) -> None:
@@ -114,12 +116,6 @@ def run(latency: float, groups: int, scans_per_group: int) -> list[dict[str, Any
             streams.add(late)
             pass_("4 rest of the scan", late.event_count() - half)
     return rows
-
-
-def _client(endpoint: str) -> Any:
-    from moto_server import logs_client
-
-    return logs_client(endpoint)
 
 
 def summarise(rows: list[dict[str, Any]]) -> None:
@@ -182,9 +178,11 @@ def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--latency", type=float, default=0.05, help="a second run behind this added latency")
     args = p.parse_args()
-    groups, per_group = (2, 4) if args.quick else (3, 40)
+    groups, per_group = (2, 2) if args.quick else (3, 40)
+    if args.quick:
+        quick_mode()
     rows = run(0.0, groups, per_group)
-    if args.latency:
+    if args.latency and not args.quick:  # --quick: bench/latency.py already runs behind a latency
         rows += run(args.latency, groups, per_group)
     summarise(rows)
 

@@ -26,6 +26,7 @@ from _common import (
     now_ms,
     pages_needed,
     parser,
+    quick_mode,
     report,
     run_cli,
     scans,
@@ -154,8 +155,9 @@ def main() -> None:
     p.add_argument("--wide-streams", dest="wide_streams", type=int, default=1000)
     p.add_argument("--split", type=int, default=200, help="events per page when the proxy cuts pages")
     args = p.parse_args()
-    if args.quick:
-        args.groups, args.scans, args.findings, args.wide_streams, args.split = 3, 2, 4, 40, 7
+    if args.quick:  # pages still cut in two (3 events a scan, pieces of 2), the wide group has 4 streams
+        args.groups, args.scans, args.findings, args.wide_streams, args.split = 2, 1, 2, 4, 2
+        quick_mode()
     results = []
     for split in (0, args.split):
         with MotoProcess() as moto, FaultProxy(moto.url) as proxy:

@@ -221,7 +221,7 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="print the pipeline's cProfile (tottime)")
     p.add_argument("--orjson", action="store_true", help="also measure with orjson (if installed)")
     args = p.parse_args()
-    findings, rounds = (2_000, 1) if args.quick else (args.findings, args.repeat)
+    findings, rounds = (100, 1) if args.quick else (args.findings, args.repeat)
     with Workdir() as work, SinkProcess(work.socket) as sink:
         recording = work.path / "recording.jsonl"
         lines = write_recording(recording, findings)

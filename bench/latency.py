@@ -24,6 +24,7 @@ from _common import (
     max_per_second,
     now_ms,
     parser,
+    quick_mode,
     report,
     run_cli,
     scans,
@@ -36,7 +37,10 @@ HOUR_MS = 3_600_000
 FINDINGS = 5  # per scan, one per severity: 6 streams and 6 events per group
 # (workers, max_rate): before this work (sequential, no cap), then the defaults (4, 4.0) and wider caps.
 CONFIGS = [(1, 100.0), (1, 4.0), (4, 4.0), (4, 10.0), (1, 25.0), (4, 25.0), (8, 25.0)]
-QUICK_CONFIGS = [(1, 100.0), (4, 4.0)]
+TWO_REGION_CONFIGS = [(1, 100.0), (1, 4.0), (4, 4.0)]
+BACKLOG_CONFIGS = [(1, 100.0), (4, 4.0), (1, 25.0), (4, 25.0)]
+# --quick: one setting per scenario (sequential, the default cap, a cap that does not stretch the backlog)
+QUICK = {"one": [(1, 100.0)], "two": [(4, 4.0)], "backlog": [(4, 25.0)]}
 PASSES = ("initial ingest", "idle pass")
 
 
@@ -93,9 +97,11 @@ def main() -> None:
     p.add_argument("--groups", type=int, default=100)
     p.add_argument("--latency", type=float, default=0.05)
     args = p.parse_args()
-    groups = 6 if args.quick else args.groups
-    backlog_groups, backlog_findings, page = (2, 50, 20) if args.quick else (10, 1000, 1000)
-    configs = QUICK_CONFIGS if args.quick else CONFIGS
+    groups = 2 if args.quick else args.groups
+    backlog_groups, backlog_findings, page = (2, 3, 2) if args.quick else (10, 1000, 1000)
+    configs = QUICK if args.quick else {"one": CONFIGS, "two": TWO_REGION_CONFIGS, "backlog": BACKLOG_CONFIGS}
+    if args.quick:
+        quick_mode()
     results: list[dict[str, Any]] = []
     with MotoProcess() as moto, FaultProxy(moto.url, latency=args.latency) as proxy:
         start = now_ms() - 2 * HOUR_MS
@@ -113,12 +119,12 @@ def main() -> None:
             moto.url,
             [scans([f"backlog/app-{n}" for n in range(backlog_groups)], 2, backlog_findings, 5, start)],
         )
-        for workers, rate in configs:
+        for workers, rate in configs["one"]:
             results += one_config(proxy, one, workers, rate, PASSES)
-        for workers, rate in QUICK_CONFIGS if args.quick else [(1, 100.0), (1, 4.0), (4, 4.0)]:
+        for workers, rate in configs["two"]:
             results += one_config(proxy, two, workers, rate, PASSES)
         proxy.page_split("FilterLogEvents", max_events=page)
-        for workers, rate in QUICK_CONFIGS if args.quick else [(1, 100.0), (4, 4.0), (1, 25.0), (4, 25.0)]:
+        for workers, rate in configs["backlog"]:
             results += one_config(proxy, backlog, workers, rate, ("initial ingest",))
     summarise(results, groups, args.latency)
 

@@ -19,6 +19,7 @@ from _common import (
     load,
     now_ms,
     parser,
+    quick_mode,
     report,
     run_cli,
     scans,
@@ -46,7 +47,15 @@ def replay_rows(findings: int) -> list[dict[str, Any]]:
     return rows
 
 
-def backlog_rows(backlog: int) -> list[dict[str, Any]]:
+def backlog_runs(page: int, quick: bool) -> dict[str, list[tuple[int, int]]]:
+    """(page split, workers) for each layout: every combination, or (--quick) each value once."""
+    if quick:
+        return {"one group": [(0, 1)], "five groups": [(page, 4)]}
+    every = [(split, workers) for split in (0, page) for workers in (1, 4)]
+    return {"one group": every, "five groups": every}
+
+
+def backlog_rows(backlog: int, runs: dict[str, list[tuple[int, int]]]) -> list[dict[str, Any]]:
     rows = []
     per_scan = min(1000, backlog)
     count = max(1, backlog // per_scan)
@@ -65,41 +74,40 @@ def backlog_rows(backlog: int) -> list[dict[str, Any]]:
             load(moto.url, scan_list)
             events = sum(s.event_count() for s in scan_list)
             groups = ",".join(sorted({s.log_group for s in scan_list}))
-            for split in (0, 1000):
-                for workers in (1, 4):
-                    if split:
-                        proxy.page_split("FilterLogEvents", max_events=split)
-                    with SinkProcess(work.socket) as sink:
-                        extra = ("--aws_log_groups", groups, "--workers", str(workers), "--max_rate", "50")
-                        run = run_cli(
-                            *live_args(proxy.url, sink.path, work.state(f"{layout}{split}{workers}"), *extra)
-                        )
-                        got = sink.stats()
-                    proxy.clear_page_split()
-                    pages = f"pages of {split}" if split else "moto pages"
-                    rows.append(
-                        _row(
-                            f"backlog {events:,} events, {layout}, {pages}, --workers {workers}",
-                            run,
-                            got["events"],
-                            events,
-                        )
+            for split, workers in runs[layout]:
+                if split:
+                    proxy.page_split("FilterLogEvents", max_events=split)
+                with SinkProcess(work.socket) as sink:
+                    extra = ("--aws_log_groups", groups, "--workers", str(workers), "--max_rate", "50")
+                    run = run_cli(
+                        *live_args(proxy.url, sink.path, work.state(f"{layout}{split}{workers}"), *extra)
                     )
+                    got = sink.stats()
+                proxy.clear_page_split()
+                pages = f"pages of {split}" if split else "moto pages"
+                rows.append(
+                    _row(
+                        f"backlog {events:,} events, {layout}, {pages}, --workers {workers}",
+                        run,
+                        got["events"],
+                        events,
+                    )
+                )
     return rows
 
 
-def late_window_rows(events: int) -> list[dict[str, Any]]:
+def late_window_rows(events: int, splits: tuple[int, ...]) -> list[dict[str, Any]]:
     """One group whose events all sit in the late-write window: what a pass holds for ids already sent,
     with moto's pages (10,000 events, ~10 MB) and AWS-like pages of 1000 events (AWS caps a page at 1 MB)."""
     rows = []
-    per_scan = 1000
+    per_scan = min(1000, events)
     with MotoProcess() as moto, FaultProxy(moto.url) as proxy, Workdir() as work:
         scan_list = scans(
             ["late/one"], max(1, events // (per_scan + 1)), per_scan, 5, now_ms() - 60_000, seed=3
         )
         load(moto.url, scan_list)
         total = sum(s.event_count() for s in scan_list)
-        for split in (0, 1000):
+        for split in splits:
             if split:
                 proxy.page_split("FilterLogEvents", max_events=split)
             state = work.state(f"late{split}")
@@ -134,9 +142,16 @@ def main() -> None:
         "--late-window", type=int, default=120_000, help="events in one group's late window; 0: skip"
     )
     args = p.parse_args()
-    findings, backlog = (2000, 500) if args.quick else (args.findings, args.backlog)
-    late = min(args.late_window, 2000) if args.quick else args.late_window
-    results = backlog_rows(backlog) + replay_rows(findings) + (late_window_rows(late) if late else [])
+    findings, backlog, page = (20, 10, 4) if args.quick else (args.findings, args.backlog, 1000)
+    late = min(args.late_window, 20) if args.quick else args.late_window
+    if args.quick:
+        quick_mode()
+    late_splits = (page,) if args.quick else (0, page)  # --quick: the moto-pages case is in the backlog
+    results = (
+        backlog_rows(backlog, backlog_runs(page, args.quick))
+        + replay_rows(findings)
+        + (late_window_rows(late, late_splits) if late else [])
+    )
     rows = [(r["run"], r["peak_rss_mb"], r["met"], r["cpu_s"], r["wall_s"], r["complete"]) for r in results]
     headers = ("run", "peak RSS MB", f"≤ {TARGET_MB:.0f} MB", "CPU s", "wall s", "all events")
     summary = {

@@ -22,6 +22,7 @@ from _common import (
     load,
     now_ms,
     parser,
+    quick_mode,
     report,
     run_cli,
     scans,
@@ -67,9 +68,10 @@ def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--latency", type=float, default=0.05)
     args = p.parse_args()
-    stream_sizes, finding_sizes = (
-        ((10, 100), (1, 100)) if args.quick else ((10, 100, 1000, 10000), (1, 100, 1000))
-    )
+    stream_sizes, finding_sizes = ((4,), (3,)) if args.quick else ((10, 100, 1000, 10000), (1, 100, 1000))
+    scans_per_group = 2 if args.quick else 10
+    if args.quick:
+        quick_mode()
     start = now_ms() - 2 * HOUR_MS
     results = []
     with MotoProcess() as moto, FaultProxy(moto.url, latency=args.latency) as proxy:
@@ -78,7 +80,7 @@ def main() -> None:
             load(moto.url, scan_list, threads=8)
             results += measure(proxy, "streams per group", size, scan_list)
         for size in finding_sizes:
-            scan_list = scans([f"scale/findings-{size}"], 10, size, 5, start, seed=size + 1)
+            scan_list = scans([f"scale/findings-{size}"], scans_per_group, size, 5, start, seed=size + 1)
             load(moto.url, scan_list)
             results += measure(proxy, "findings per scan", size, scan_list)
     rows = [

@@ -1,6 +1,8 @@
 """Every benchmark still runs, with tiny sizes (--quick), and ends with its one-line JSON summary.
 Nothing here is timed: the figures are in BENCHMARKS.md. The selected benchmarks start together (each
-is its own process, mostly waiting on its moto server and CLI runs), and each test waits for its own."""
+is its own process, mostly waiting on its moto server and CLI runs), and each test waits for its own.
+They share two fork servers (bench/_forkserver.py) that imported the module, and moto, once: every CLI
+run and every moto server of every benchmark is forked from them."""
 
 from __future__ import annotations
 
@@ -10,26 +12,36 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 import pytest
 from conftest import ROOT, cli_env
 
-BENCHMARKS = ["cpu_pipeline", "api_cost", "latency", "memory", "scaling", "anchor"]
+BENCHMARKS = [
+    "cpu_pipeline",
+    "api_cost",
+    "latency",
+    "memory",
+    "scaling",
+    "anchor",
+    "lifecycle",
+    "producer_memory",
+]
 TIMEOUT_S = 600
 
 pytestmark = pytest.mark.integration  # each benchmark is a process running the CLI against moto
 
 
 class _Run:
-    def __init__(self, name: str, stdout: IO[str], stderr: IO[str]) -> None:
+    def __init__(self, name: str, env: dict[str, str], stdout: IO[str], stderr: IO[str]) -> None:
         self.stdout, self.stderr = stdout, stderr
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick"],
             stdout=self.stdout,
             stderr=self.stderr,
             text=True,
-            env=cli_env(),
+            env=env,
             cwd=ROOT,
         )
 
@@ -45,6 +57,30 @@ class _Run:
             self.proc.wait()
 
 
+@contextlib.contextmanager
+def _fork_server(kind: str, folder: str) -> Iterator[str]:
+    """bench/_forkserver.py KIND, listening on a socket in `folder`; stopped (its stdin closed) on exit."""
+    path = str(Path(folder) / f"{kind}.sock")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "_forkserver.py"), kind, path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready", f"bench/_forkserver.py {kind} did not start"
+        yield path
+    finally:
+        proc.stdin.close()  # it exits once every child it forked has ended
+        try:
+            proc.wait(TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+
+
 @pytest.fixture(scope="module")
 def runs(request: pytest.FixtureRequest) -> Iterator[dict[str, _Run]]:
     selected = [
@@ -53,12 +89,29 @@ def runs(request: pytest.FixtureRequest) -> Iterator[dict[str, _Run]]:
         if item.module is request.module and hasattr(item, "callspec")
     ]
     with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="ecr-smoke-", dir="/tmp"))
+        env = cli_env()
+        for kind in ("cli", "moto"):
+            env[f"BENCH_FORKSERVER_{kind.upper()}"] = stack.enter_context(_fork_server(kind, folder))
         started = {}
         for name in dict.fromkeys(selected):
             output = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(2)]
-            started[name] = _Run(name, *output)
+            started[name] = _Run(name, env, *output)
             stack.callback(started[name].stop)
         yield started
+
+
+@pytest.mark.slow
+def test_full_runs_measure_a_new_interpreter(runs: dict[str, _Run], tmp_path: Path) -> None:
+    """--quick forks its CLI runs; a benchmark at full size runs each through bench/_measure.py (a new
+    interpreter, start-up included), which still reports the run's exit code, CPU time and peak RSS.
+    (Asks for `runs` so that the benchmarks are already running meanwhile.)"""
+    result = tmp_path / "figures.json"
+    measure = [sys.executable, str(ROOT / "bench" / "_measure.py"), str(result), "--", "--help"]
+    subprocess.run(measure, stdout=subprocess.DEVNULL, env=cli_env(), cwd=ROOT, check=True, timeout=TIMEOUT_S)
+    figures = json.loads(result.read_text())
+    assert figures["returncode"] == 0
+    assert figures["cpu_s"] > 0 and figures["max_rss_mb"] > 0
 
 
 @pytest.mark.slow
