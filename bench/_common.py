@@ -33,6 +33,7 @@ for _path in (SUPPORT, ROOT / "wodle"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from cli_zygote import Zygote  # noqa: E402
 from lambda_writer import Scan, make_scan  # noqa: E402
 
 PREFIX = "/aws/ecr/image-scan-findings/"
@@ -104,12 +105,13 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def quick_mode() -> None:
     """--quick proves the benchmark still runs and checks what it checks, in a few seconds: every CLI run
-    and every moto server is forked from a process that imported the module, or moto, once
-    (bench/_forkserver.py), instead of a new interpreter importing them again (0.5-0.8 s of CPU each)."""
+    is forked from a zygote that imported the module once (tests/support/cli_zygote.py), and every moto
+    server from a process that imported moto once (bench/_forkserver.py), instead of a new interpreter
+    importing them again (0.5-0.8 s of CPU each)."""
     global _forked_cli, _moto_forks
     if _forked_cli is None:
-        _forked_cli = _ForkedCli(fork_server("cli"))
-        _moto_forks = fork_server("moto")
+        _forked_cli = _cli_zygote()
+        _moto_forks = fork_server()
 
 
 # -- processes ----------------------------------------------------------------------------------------
@@ -117,18 +119,29 @@ def quick_mode() -> None:
 _FORKSERVER = str(Path(__file__).with_name("_forkserver.py"))
 
 
-def fork_server(kind: str) -> str:
-    """The socket of the `kind` fork server ("cli" or "moto"): the smoke test's, shared by the benchmarks
-    it runs ($BENCH_FORKSERVER_CLI, $BENCH_FORKSERVER_MOTO), or one started now for this process."""
-    path = os.environ.get(f"BENCH_FORKSERVER_{kind.upper()}")
+def _cli_zygote() -> Zygote:
+    """The smoke test's CLI zygote, shared by the benchmarks it runs ($BENCH_CLI_ZYGOTE), or one started
+    now for this process."""
+    path = os.environ.get("BENCH_CLI_ZYGOTE")
+    if path:
+        return Zygote(path)
+    zygote = Zygote.start(cli_env(), str(ROOT))
+    atexit.register(zygote.close)
+    return zygote
+
+
+def fork_server() -> str:
+    """The socket of the moto fork server: the smoke test's, shared by the benchmarks it runs
+    ($BENCH_FORKSERVER_MOTO), or one started now for this process."""
+    path = os.environ.get("BENCH_FORKSERVER_MOTO")
     if path:
         return path
-    path = str(Path(tempfile.mkdtemp(prefix="ecr-bench-", dir="/tmp")) / f"{kind}.sock")
+    path = str(Path(tempfile.mkdtemp(prefix="ecr-bench-", dir="/tmp")) / "moto.sock")
     proc = subprocess.Popen(
-        [sys.executable, _FORKSERVER, kind, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, _FORKSERVER, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     if proc.stdout.readline().strip() != "ready":
-        raise RuntimeError(f"bench/_forkserver.py {kind} did not start")
+        raise RuntimeError("bench/_forkserver.py did not start")
     atexit.register(_stop_fork_server, proc, path)
     return path
 
@@ -145,20 +158,7 @@ def _connect(path: str) -> socket.socket:
     return connection
 
 
-class _ForkedCli:
-    """--quick: CLI runs forked by the "cli" fork server, over one connection."""
-
-    def __init__(self, path: str) -> None:
-        self.stream = _connect(path).makefile("rw")
-        atexit.register(self.stream.close)  # before the server stops (atexit runs last in, first out)
-
-    def run(self, args: Sequence[str], stderr_path: str) -> dict[str, Any]:
-        self.stream.write(json.dumps({"args": list(args), "stderr": stderr_path}) + "\n")
-        self.stream.flush()
-        return json.loads(self.stream.readline() or "{}")
-
-
-_forked_cli: _ForkedCli | None = None
+_forked_cli: Zygote | None = None
 _moto_forks: str | None = None
 
 
@@ -266,14 +266,17 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(*args: str, check: bool = True) -> CliRun:
-    """The real CLI in a child process (via bench/_measure.py, or under --quick forked by
-    bench/_forkserver.py): wall time, CPU time, peak RSS."""
+    """The real CLI in a child process (via bench/_measure.py, or under --quick forked by the CLI
+    zygote): wall time, CPU time, peak RSS."""
     with (
         tempfile.NamedTemporaryFile(mode="w+") as stderr,
         tempfile.NamedTemporaryFile(suffix=".json") as result,
     ):
         if _forked_cli is not None:
-            figures = _forked_cli.run(args, stderr.name)
+            with open(os.devnull, "rb+") as null:
+                streams = (null.fileno(), null.fileno(), stderr.fileno())
+                ended = _forked_cli.run_with(list(args), cli_env(), str(ROOT), streams, timeout=3600)
+            figures = dataclasses.asdict(ended)
         else:
             subprocess.run(
                 [sys.executable, _MEASURE, result.name, "--", *args],

@@ -1,37 +1,27 @@
-"""--quick's fork servers: a process that imported what its children need once, then forks one child per
-connection on an AF_UNIX stream socket, so a benchmark gets a moto server or a CLI run without a new
-interpreter importing boto3, moto or the module again (0.5-0.8 s of CPU each time).
+"""--quick's moto fork server: a process that imported moto once, then forks one child per connection on
+an AF_UNIX stream socket, so a benchmark gets a moto server without a new interpreter importing moto again
+(about 1 s of CPU each time). (Its CLI runs are forked likewise, by tests/support/cli_zygote.py.)
 
-    python bench/_forkserver.py cli|moto SOCKET_PATH
+    python bench/_forkserver.py SOCKET_PATH
 
 Prints `ready` as soon as it listens (it imports after that: a connection made meanwhile waits in the
-backlog); exits when its standard input closes.
+backlog); exits when its standard input closes. Each child is a moto server on 127.0.0.1
+(tests/support/moto_server.py) with empty backends; its URL is the answer, and it stops when the
+connection closes.
 
-cli: every line on a connection is a request {"args": [...], "stderr": PATH}; a child runs
-`python -m wazuh_ecr_scan ARGS` there (the benchmarks' environment, stdout to /dev/null, stderr to PATH)
-and the answer is a line of JSON figures, as bench/_measure.py writes them.
-moto: a moto server on 127.0.0.1 (tests/support/moto_server.py) with empty backends; its URL is the
-answer, and it stops when the connection closes.
-
-The smoke test starts one of each for all the benchmarks it runs; a benchmark run alone with --quick
-starts its own.
+The smoke test starts one for all the benchmarks it runs; a benchmark run alone with --quick starts its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
-import runpy
 import selectors
 import socket
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-
-from _measure import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,44 +58,6 @@ def _reap(block: bool) -> None:
             pass
 
 
-# -- the CLI ----------------------------------------------------------------------------------------------
-
-
-def prepare_cli() -> None:
-    """The environment, folder and sys.path of `python -m wazuh_ecr_scan` as bench/_common.py runs it."""
-    beyond = sys.path[1:]  # past this script's folder, before _common puts its folders in front
-    from _common import cli_env
-
-    os.environ.clear()
-    os.environ.update(cli_env())
-    os.chdir(ROOT)
-    sys.path[:] = [str(ROOT), str(ROOT / "wodle"), *beyond]  # `-m` puts the folder first, then PYTHONPATH
-    import wazuh_ecr_scan.cli  # noqa: F401  (what the children no longer import)
-
-
-def handle_cli(connection: socket.socket) -> None:
-    stream = connection.makefile("rw")
-    for line in stream:
-        request = json.loads(line)
-        began = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            run_cli_here(request["args"], request["stderr"])  # its SystemExit ends that process
-        stream.write(json.dumps(figures(pid, began)) + "\n")
-        stream.flush()
-
-
-def run_cli_here(args: list[str], stderr_path: str) -> None:
-    """`python -m wazuh_ecr_scan ARGS` in this (forked) process."""
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.dup2(os.open(stderr_path, os.O_WRONLY | os.O_TRUNC), 2)
-    sys.argv = ["wazuh_ecr_scan", *args]
-    runpy.run_module("wazuh_ecr_scan", run_name="__main__", alter_sys=True)
-    sys.exit(0)
-
-
 # -- moto -------------------------------------------------------------------------------------------------
 
 
@@ -128,11 +80,7 @@ def handle_moto(connection: socket.socket) -> None:
 
 
 def main() -> None:
-    kind, path = sys.argv[1:3]
-    if kind == "cli":
-        serve(path, prepare_cli, handle_cli)
-    else:
-        serve(path, prepare_moto, handle_moto)
+    serve(sys.argv[1], prepare_moto, handle_moto)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 A child's ru_maxrss starts from what its parent had mapped when it forked, so the benchmarks, which hold
 data and threads, do not fork the CLI themselves: this small process does, and reports. (--quick forks
-its runs from bench/_forkserver.py instead, which reports the same figures.)
+its runs from the CLI zygote, tests/support/cli_zygote.py, which reports the same figures.)
 """
 
 from __future__ import annotations

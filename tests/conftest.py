@@ -275,7 +275,7 @@ _zygotes: list[Zygote] = []
 
 def _zygote() -> Zygote:
     if not _zygotes:
-        _zygotes.append(Zygote(cli_env(), str(ROOT)))
+        _zygotes.append(Zygote.start(cli_env(), str(ROOT)))
     return _zygotes[0]
 
 

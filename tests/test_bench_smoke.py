@@ -1,8 +1,9 @@
 """Every benchmark still runs, with tiny sizes (--quick), and ends with its one-line JSON summary.
 Nothing here is timed: the figures are in BENCHMARKS.md. The selected benchmarks start together (each
 is its own process, mostly waiting on its moto server and CLI runs), and each test waits for its own.
-They share two fork servers (bench/_forkserver.py) that imported the module, and moto, once: every CLI
-run and every moto server of every benchmark is forked from them."""
+They share a CLI zygote (tests/support/cli_zygote.py) and a moto fork server (bench/_forkserver.py), which
+imported the module, and moto, once: every CLI run and every moto server of every benchmark is forked from
+them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from cli_zygote import Zygote
 from conftest import ROOT, cli_env
 
 BENCHMARKS = [
@@ -58,18 +60,18 @@ class _Run:
 
 
 @contextlib.contextmanager
-def _fork_server(kind: str, folder: str) -> Iterator[str]:
-    """bench/_forkserver.py KIND, listening on a socket in `folder`; stopped (its stdin closed) on exit."""
-    path = str(Path(folder) / f"{kind}.sock")
+def _moto_fork_server(folder: str) -> Iterator[str]:
+    """bench/_forkserver.py, listening on a socket in `folder`; stopped (its stdin closed) on exit."""
+    path = str(Path(folder) / "moto.sock")
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "_forkserver.py"), kind, path],
+        [sys.executable, str(ROOT / "bench" / "_forkserver.py"), path],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
     try:
-        assert proc.stdout.readline().strip() == "ready", f"bench/_forkserver.py {kind} did not start"
+        assert proc.stdout.readline().strip() == "ready", "bench/_forkserver.py did not start"
         yield path
     finally:
         proc.stdin.close()  # it exits once every child it forked has ended
@@ -79,6 +81,15 @@ def _fork_server(kind: str, folder: str) -> Iterator[str]:
             proc.kill()
             proc.wait()
             raise
+
+
+@contextlib.contextmanager
+def _cli_zygote() -> Iterator[str]:
+    zygote = Zygote.start(cli_env(), str(ROOT))
+    try:
+        yield zygote.path
+    finally:
+        zygote.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +102,8 @@ def runs(request: pytest.FixtureRequest) -> Iterator[dict[str, _Run]]:
     with contextlib.ExitStack() as stack:
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="ecr-smoke-", dir="/tmp"))
         env = cli_env()
-        for kind in ("cli", "moto"):
-            env[f"BENCH_FORKSERVER_{kind.upper()}"] = stack.enter_context(_fork_server(kind, folder))
+        env["BENCH_CLI_ZYGOTE"] = stack.enter_context(_cli_zygote())
+        env["BENCH_FORKSERVER_MOTO"] = stack.enter_context(_moto_fork_server(folder))
         started = {}
         for name in dict.fromkeys(selected):
             output = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(2)]

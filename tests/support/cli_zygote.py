@@ -1,34 +1,39 @@
 """Run the CLI as a process forked from one that has already imported it.
 
-The suite runs the CLI a few hundred times; a new interpreter spends about 0.6 s importing boto3,
-botocore and the module before the CLI does anything. The zygote imports them once; each run is then a
+The suite runs the CLI a few hundred times, and the benchmarks' --quick runs (bench/_common.py) dozens;
+a new interpreter spends about 0.6 s importing boto3, botocore and the module before the CLI does
+anything. The zygote imports them once; each run is then a
 fork of it that does what `python -m wazuh_ecr_scan ARGS` does: its own process, environment, working
 directory and standard streams, the module's `__main__` run by runpy, the interpreter's own exit (threads
 joined, atexit handlers, streams flushed, exit code from SystemExit or 1 for an uncaught exception).
 
 Protocol, one connection per run over an AF_UNIX stream socket: the client sends one JSON line
 {"argv": [...], "env": {...}, "cwd": "..."} with three descriptors (stdin, stdout, stderr) attached; the
-zygote answers {"pid": N}, then {"status": S} (os.waitpid's status) when that process ends.
+zygote answers {"pid": N}, then {"status": S, "cpu_s": C, "max_rss_kb": R} (os.wait4's) when that
+process ends.
 
-Run as `python cli_zygote.py SOCKET_PATH`, with PYTHONPATH leading to the module; it stops on SIGTERM or
-when its parent closes its stdin.
+Run as `python cli_zygote.py SOCKET_PATH` (or `Zygote.start`), with PYTHONPATH leading to the module;
+it stops, once the runs still going have ended, when its starter closes its stdin.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import locale
 import os
 import runpy
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import IO
 
 MAX_REQUEST = 1 << 20
@@ -38,10 +43,13 @@ def serve(path: str) -> dict | None:
     """Serve until the parent goes; in a forked child, return its request (to be run at top level)."""
     import wazuh_ecr_scan.cli  # noqa: F401  (what every run would import first)
 
+    gc.freeze()  # the runs' collections skip (and so do not copy) every object imported here
+
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
     wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the loop (set_wakeup_fd)
@@ -69,10 +77,21 @@ def serve(path: str) -> dict | None:
                 connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
                 waiting[pid] = connection
             elif key.data == "child":
-                os.read(wake_read, 4096)
+                _drain(wake_read)
                 _reap(waiting)
-            elif not os.read(sys.stdin.fileno(), 4096):
-                return None  # the test session ended
+            elif not os.read(sys.stdin.fileno(), 4096):  # the test session ended
+                selector.unregister(sys.stdin)
+                selector.unregister(listener)
+                while waiting:  # the runs still going end first
+                    selector.select()
+                    _drain(wake_read)
+                    _reap(waiting)
+                return None
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        os.read(fd, 4096)
 
 
 def _receive_request(connection: socket.socket) -> tuple[bytes, list[int]]:
@@ -119,66 +138,97 @@ def run_as_main(request: dict) -> None:
 def _reap(waiting: dict[int, socket.socket]) -> None:
     while waiting:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
         connection = waiting.pop(pid, None)
         if connection is not None:
+            cpu_s = usage.ru_utime + usage.ru_stime
+            ended = {"status": status, "cpu_s": cpu_s, "max_rss_kb": usage.ru_maxrss}
             with contextlib.suppress(OSError):  # the client gave up on it (a timeout)
-                connection.sendall(json.dumps({"status": status}).encode() + b"\n")
+                connection.sendall(json.dumps(ended).encode() + b"\n")
             connection.close()
 
 
 # -- the test session's side ---------------------------------------------------------------------------
 
 
-class Zygote:
-    """A zygote process serving `run`s until `close` (or the end of the test session)."""
+@dataclass(frozen=True)
+class Ended:
+    """How a forked run ended, and what it used (the CPU time and peak RSS of that process alone)."""
 
-    def __init__(self, env: dict[str, str], cwd: str) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="ecr-zygote-", dir="/tmp")  # AF_UNIX: short paths
-        self.path = os.path.join(self._dir.name, "zygote")
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, self.path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+
+
+class Zygote:
+    """A client of the zygote at `path`; `Zygote.start` starts one (stopped by `close`)."""
+
+    def __init__(self, path: str, process: subprocess.Popen | None = None) -> None:
+        self.path = path
+        self.process = process
+
+    @classmethod
+    def start(cls, env: dict[str, str], cwd: str) -> Zygote:
+        """A new zygote whose module comes from `env`'s PYTHONPATH."""
+        folder = tempfile.mkdtemp(prefix="ecr-zygote-", dir="/tmp")  # AF_UNIX: short paths
+        path = os.path.join(folder, "zygote")
+        process = subprocess.Popen(
+            [sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd
         )
-        assert self.process.stdout is not None
-        if self.process.stdout.readline() != b"ready\n":
-            raise RuntimeError(f"the CLI zygote did not start (exit {self.process.wait()})")
+        assert process.stdout is not None
+        if process.stdout.readline() != b"ready\n":
+            raise RuntimeError(f"the CLI zygote did not start (exit {process.wait()})")
+        return cls(path, process)
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> tuple[int, str, str]:
         """(exit code, stdout, stderr) of `python -m wazuh_ecr_scan *argv`, as subprocess.run gives them
         (text=True); subprocess.TimeoutExpired after `timeout` s, the process killed."""
-        request = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode() + b"\n"
         with (
             open(os.devnull, "rb") as stdin,
             tempfile.TemporaryFile() as stdout,
             tempfile.TemporaryFile() as stderr,
-            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection,
         ):
+            ended = self.run_with(argv, env, cwd, (stdin.fileno(), stdout.fileno(), stderr.fileno()), timeout)
+            return ended.returncode, _text(stdout), _text(stderr)
+
+    def run_with(
+        self, argv: list[str], env: dict[str, str], cwd: str, streams: tuple[int, int, int], timeout: float
+    ) -> Ended:
+        """`python -m wazuh_ecr_scan *argv` with `streams` as its stdin, stdout and stderr, to its end."""
+        request = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode() + b"\n"
+        began = time.perf_counter()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.connect(self.path)
-            socket.send_fds(connection, [request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
+            socket.send_fds(connection, [request], list(streams))
             answers = connection.makefile("rb")
             pid = json.loads(answers.readline())["pid"]
             connection.settimeout(timeout)
             try:
-                status = json.loads(answers.readline())["status"]
+                ended = json.loads(answers.readline())
             except TimeoutError:
                 os.kill(pid, signal.SIGKILL)
                 raise subprocess.TimeoutExpired(["python", "-m", "wazuh_ecr_scan", *argv], timeout) from None
-            return os.waitstatus_to_exitcode(status), _text(stdout), _text(stderr)
+        return Ended(
+            os.waitstatus_to_exitcode(ended["status"]),
+            time.perf_counter() - began,
+            ended["cpu_s"],
+            ended["max_rss_kb"] / 1024,
+        )
 
     def close(self) -> None:
+        """Stop the zygote this client started (it waits for the runs still going)."""
+        if self.process is None:
+            return
         if self.process.poll() is None:
             assert self.process.stdin is not None
             self.process.stdin.close()
-            self.process.wait(30)
-        self._dir.cleanup()
+            self.process.wait(60)
+        shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
 
 
 def _text(file: IO[bytes]) -> str:
