@@ -314,6 +314,10 @@ def cli_args(moto: str, receiver: Receiver, short_dir: Path):
             "2020-JAN-01",
             "--max_attempts",
             "3",
+            # The request-rate cap (4 per second by default; tested on its own in test_ratelimit.py) would
+            # only make a test of anything else wait.
+            "--max_rate",
+            "100",
             *extra,
         ]
 

@@ -69,6 +69,21 @@ def test_credentials_are_masked_by_shape_in_every_form(line, secret):
     assert secret not in mask(line, set())
 
 
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        # Secret keys are base64-like, and 2 in 64 start with b or B: the bytes prefix `b'` must not swallow
+        # that first character (it used to stay in the log).
+        ("<SecretAccessKey>BPhkncePvM66V7GIYNntkyqWot67NR0PpXvl</SecretAccessKey>", "<SecretAccessKey>***<"),
+        ('{"SecretAccessKey": "bj1WJsuPoHqW0R0tiB083N"}', '{"SecretAccessKey": "***"}'),
+        ("{'X-Amz-Security-Token': b'bTOKEN=='}", "{'X-Amz-Security-Token': b'***'}"),
+        ("aws_secret_access_key=bs3cr3t", "aws_secret_access_key=***"),
+    ],
+)
+def test_a_secret_is_masked_from_its_first_character(line, masked):
+    assert masked in mask(line, set())
+
+
 def test_masking_leaves_ordinary_lines_alone():
     line = "group /aws/ecr/image-scan-findings/web: reading from 1700000000000, SignedHeaders=host;x-amz-date"
     assert mask(line, set()) == line

@@ -29,9 +29,10 @@ DETAIL = 5
 _MASK = "***"
 # A value after its name, in every form botocore logs: `<SessionToken>v<`, `"SessionToken": "v"`,
 # `'X-Amz-Security-Token': b'v'`, `aws_secret_access_key=v`, `x-amz-security-token:v`, JSON inside a repr.
+# (A `b` is the bytes prefix only before a quote: secrets may start with b or B.)
 _LABELLED = (
     r"(?i)((?:aws_)?(?:secret_access_key|session_token|security_token|secret_key|SecretAccessKey|SessionToken"
-    r"|SecretKey|x-amz-security-token)(?:\\?['\"])?\s*[:=>]\s*b?(?:\\?['\"])?)[^'\"<,\s}&\\]+"
+    r"|SecretKey|x-amz-security-token)(?:\\?['\"])?\s*[:=>]\s*(?:b(?=\\?['\"]))?(?:\\?['\"])?)[^'\"<,\s}&\\]+"
 )
 _SECRET_PATTERNS = (
     re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"),
