@@ -32,7 +32,9 @@ BENCHMARKS = [
 ]
 TIMEOUT_S = 600
 
-pytestmark = pytest.mark.integration  # each benchmark is a process running the CLI against moto
+# Each benchmark is a process running the CLI against moto; they start together (the module's fixture),
+# so they share one worker under pytest-xdist.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("benchmarks")]
 
 
 class _Run:

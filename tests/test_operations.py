@@ -132,7 +132,7 @@ def wait_for_events(receiver, count: int, timeout_s: float = 60) -> None:
 def test_sigterm_mid_pass_is_a_warning_that_alerts_and_exit_7_and_nothing_is_lost(logs, receiver, cli_args):
     scans = [one_scan(logs, seed=n, repo=f"repo-{n:02d}", counts={"HIGH": 1}) for n in range(30)]
     total = sum(scan.event_count() for scan in scans)
-    # One FilterLogEvents a second: the pass takes about 30 s, the signal comes after the first group.
+    # One FilterLogEvents a second: the pass takes about 30 s, the signal comes after the first event.
     proc = start_cli(*cli_args("--workers", "1", "--max_rate", "1"))
     wait_for_events(receiver, 1)
     proc.send_signal(signal.SIGTERM)
@@ -141,7 +141,7 @@ def test_sigterm_mid_pass_is_a_warning_that_alerts_and_exit_7_and_nothing_is_los
     first = receiver.take()
     (warning,) = [line for line in first.status if "pass interrupted" in line]
     read = int(re.search(r"pass interrupted: (\d+) of 30 groups read", warning)[1])
-    assert 1 <= read < 30
+    assert read < 30  # (0 when the signal lands between the first event and the end of its group)
     assert not any("pass done" in line and "WARNING" in line for line in first.status)
     assert run_cli(*cli_args()).returncode == 0
     keys = first.keys() + receiver.take().keys()
