@@ -526,7 +526,7 @@ json_any = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     replacements=st.dictionaries(st.sampled_from(sorted(ENHANCED)), json_any, max_size=6), drop=st.booleans()
 )

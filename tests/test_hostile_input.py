@@ -63,7 +63,7 @@ def assert_fits(event: dict) -> dict:
     return decoded
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=messages, stream=stream_names, group=st.text(max_size=600), timestamp=st.integers())
 def test_any_input_gives_one_event_that_fits(message, stream, group, timestamp):
     event = flatten(LogEvent(group, stream, "1", timestamp, message), "us-east-1")

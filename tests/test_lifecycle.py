@@ -415,7 +415,7 @@ def _replay(path: Path, events: list[LogEvent], cuts: list[int]) -> list[str]:
     return sorted(json.dumps(e, sort_keys=True) for e in out)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=scan_sequences(), data=st.data())
 def test_one_pass_or_many_give_the_same_lifecycle_events(tmp_path_factory, sequence, data):
     events = _timeline(sequence)
