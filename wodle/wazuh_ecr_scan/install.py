@@ -573,15 +573,18 @@ def _venv_base(root: Path) -> Path:
 
 
 def build_venv(base: Path, venv: Path, system_site_packages: bool = False) -> None:
-    """`python -m venv` (a broken venv is rebuilt), then pip installs REQUIREMENTS unless the venv can
-    already import them (`system_site_packages` reuses what `base` has). pip reads its own configuration
-    (PIP_INDEX_URL, /etc/pip.conf) for a mirror or a proxy."""
-    command = [str(base), "-I", "-m", "venv", "--clear"]
+    """`python -m venv` (a broken venv is rebuilt), then, unless the venv can already import REQUIREMENTS
+    (`system_site_packages` reuses what `base` has), pip (ensurepip) and pip install REQUIREMENTS. pip
+    reads its own configuration (PIP_INDEX_URL, /etc/pip.conf) for a mirror or a proxy."""
+    command = [str(base), "-I", "-m", "venv", "--clear", "--without-pip"]
     if system_site_packages:
         command.append("--system-site-packages")
     _run([*command, str(venv)], "python -m venv")
     python = venv / "bin" / "python3"
     if not usable_python(python, quiet=True):
+        # Debian and Ubuntu ship ensurepip in python3-venv; `venv --without-pip` above works without it.
+        ensurepip = "python -m ensurepip (on Debian/Ubuntu: apt-get install python3-venv)"
+        _run([str(python), "-I", "-m", "ensurepip", "--default-pip"], ensurepip)
         pip = [str(python), "-I", "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
         _run([*pip, *REQUIREMENTS], "pip install")
 
