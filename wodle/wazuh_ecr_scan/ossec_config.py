@@ -123,7 +123,7 @@ def aws_s3_wodles(root: etree._Element) -> Iterator[etree._Element]:
 
 
 def stock_wodle_ecr_groups(path: str) -> list[tuple[int, str]]:
-    """(line, groups) of each `<aws_log_groups>` naming /aws/ecr/ groups in an enabled aws-s3 block of
+    """(line, its /aws/ecr/ groups) of each `<aws_log_groups>` naming some in an enabled aws-s3 block of
     `path`, a file Wazuh's own aws-s3 wodle reads (ossec.conf): that wodle then forwards every finding
     message raw, besides this module's events. [] when the file is unreadable. Used by `--check-config`
     (`install` reads the same through `ossec_conf_report`)."""
@@ -131,14 +131,19 @@ def stock_wodle_ecr_groups(path: str) -> list[tuple[int, str]]:
         root = parse_file(path, recover=True)
     except ConfigError:
         return []
-    return [(group.sourceline, (group.text or "").strip()) for group in _stock_ecr_group_tags(root)]
+    return [(tag.sourceline, ", ".join(_ecr_groups(tag))) for tag in _stock_ecr_group_tags(root)]
 
 
 def _stock_ecr_group_tags(root: etree._Element) -> Iterator[etree._Element]:
     for wodle in enabled_wodles(root, MODULE):
-        for group in wodle.iter("aws_log_groups"):
-            if "/aws/ecr/" in (group.text or ""):
-                yield group
+        for tag in wodle.iter("aws_log_groups"):
+            if _ecr_groups(tag):
+                yield tag
+
+
+def _ecr_groups(tag: etree._Element) -> list[str]:
+    """The /aws/ecr/ groups of an `<aws_log_groups>` (other groups are the stock wodle's business)."""
+    return [group for group in split_list(tag.text or "") if "/aws/ecr/" in group]
 
 
 def enabled_wodles(root: etree._Element, name: str) -> Iterator[etree._Element]:
@@ -186,10 +191,7 @@ def ossec_conf_report(path: str) -> OssecConfReport:
         root = parse_file(path, recover=True)
     return OssecConfReport(
         stock_wodle_groups=[
-            (tag.sourceline, group)
-            for tag in _stock_ecr_group_tags(root)
-            for group in split_list(tag.text or "")
-            if "/aws/ecr/" in group
+            (tag.sourceline, group) for tag in _stock_ecr_group_tags(root) for group in _ecr_groups(tag)
         ],
         module_line=module_command_line(root),
         missing_ruleset_lines=missing_ruleset_lines(root),
