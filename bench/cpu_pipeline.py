@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import SinkProcess, Workdir, parser, report, scans
-from lambda_writer import recording_lines
+from lambda_writer import recording_lines, write_jsonl
 from wazuh_ecr_scan import encode, flatten
 from wazuh_ecr_scan.poller import Poller, Source
 from wazuh_ecr_scan.replay import ReplayReader
@@ -45,12 +45,7 @@ def write_recording(path: Path, findings: int) -> int:
     per_scan = min(FINDINGS_PER_SCAN, findings)
     count = max(1, findings // per_scan)
     made = scans(REPOSITORIES, -(-count // len(REPOSITORIES)), per_scan, 5, T0, seed=7)[:count]
-    lines = 0
-    with path.open("w", encoding="utf-8") as f:
-        for line in recording_lines(made):
-            f.write(json.dumps(line, separators=(",", ":")) + "\n")
-            lines += 1
-    return lines
+    return write_jsonl(path, recording_lines(made))
 
 
 # -- the module's pipeline ------------------------------------------------------------------------------

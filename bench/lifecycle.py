@@ -13,7 +13,6 @@ every 500 events as the poller does; the file size is measured after a WAL check
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -25,7 +24,7 @@ from typing import Any
 
 import cpu_pipeline
 from _common import SinkProcess, Workdir, parser, report, scans
-from lambda_writer import Scan, recording_lines
+from lambda_writer import Scan, recording_lines, write_jsonl
 from wazuh_ecr_scan import lifecycle
 
 T0 = int(time.time() * 1000) - 3 * 86_400_000  # recent enough that nothing is pruned
@@ -53,15 +52,6 @@ def rescan_of(made: list[Scan]) -> list[Scan]:
     return later
 
 
-def write_recording(path: Path, made: list[Scan]) -> int:
-    lines = 0
-    with path.open("w", encoding="utf-8") as f:
-        for line in recording_lines(made):
-            f.write(json.dumps(line, separators=(",", ":")) + "\n")
-            lines += 1
-    return lines
-
-
 def run_pipeline(recording: Path, sink: str, state_db: str, on: bool) -> dict[str, Any]:
     return cpu_pipeline.run_pipeline(recording, sink, state_db, workers=1, lifecycle=on)
 
@@ -70,8 +60,8 @@ def pipeline_rows(args: Any, work: Workdir, sink: SinkProcess) -> tuple[list[tup
     findings, rounds = (100, 1) if args.quick else (args.findings, args.repeat)
     made = make_scans(findings)
     first, again = work.path / "first.jsonl", work.path / "again.jsonl"
-    lines = write_recording(first, made)
-    write_recording(again, rescan_of(made))
+    lines = write_jsonl(first, recording_lines(made))
+    write_jsonl(again, recording_lines(rescan_of(made)))
     baseline = work.state("baseline")
     run_pipeline(first, sink.path, baseline, on=True)  # the state a rescan starts from
     sink.stats()

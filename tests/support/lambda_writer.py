@@ -15,8 +15,9 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 GROUP_PREFIX = "/aws/ecr/image-scan-findings/"
@@ -215,6 +216,16 @@ def recording_lines(scans: list[Scan], region: str = "us-east-1") -> Iterator[di
                     "ingestionTime": scan.lambda_start_ms + 40 + counter % 900,
                     "message": message,
                 }
+
+
+def write_jsonl(path: Path, lines: Iterable[dict[str, Any]]) -> int:
+    """`lines` as a JSON Lines recording (compact, as the shipped ones); how many were written."""
+    written = 0
+    with path.open("w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(json.dumps(line, separators=(",", ":")) + "\n")
+            written += 1
+    return written
 
 
 def raw_event(log_group: str, stream: str, timestamp: int, message: str, n: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lambda_writer import GROUP_PREFIX, Scan, make_scan, raw_event, recording_lines
+from lambda_writer import GROUP_PREFIX, Scan, make_scan, raw_event, recording_lines, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDINGS = ROOT / "tests" / "recordings"
@@ -308,12 +308,6 @@ def enhanced_lines() -> list[dict]:
         stream = f"{severity}-{tag}-{image}-{when}"
         lines.append(raw_event(group, stream, T0 + 1_000_000 + index * 60_000, json.dumps(finding), n))
     return lines
-
-
-def write_jsonl(path: Path, lines) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(json.dumps(line, separators=(",", ":")) + "\n")
 
 
 def golden(name: str) -> None:
