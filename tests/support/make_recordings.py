@@ -197,30 +197,21 @@ def enhanced_finding(
     }
     if finding["packageVulnerabilityDetails"]["sourceUrl"] is None:
         del finding["packageVulnerabilityDetails"]["sourceUrl"]  # the reference falls back to referenceUrls
-    if inspector_event:
+    cvss = {
+        "score": score,
+        "scoreSource": "NVD",
+        "version": "3.1",
+        "adjustments": [],
+        "scoringVector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+    }
+    if inspector_event:  # an Inspector Finding names its scores as Inspector does, the ECR API as ECR does
         finding["inspectorScore"] = score
-        finding["inspectorScoreDetails"] = {
-            "adjustedCvss": {
-                "score": score,
-                "scoreSource": "NVD",
-                "version": "3.1",
-                "adjustments": [],
-                "scoringVector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
-            }
-        }
+        finding["inspectorScoreDetails"] = {"adjustedCvss": cvss}
         if exploit == "YES":
             finding["exploitabilityDetails"] = {"lastKnownExploitAt": dates[1]}
     else:
         finding["score"] = score
-        finding["scoreDetails"] = {
-            "cvss": {
-                "score": score,
-                "scoreSource": "NVD",
-                "version": "3.1",
-                "adjustments": [],
-                "scoringVector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
-            }
-        }
+        finding["scoreDetails"] = {"cvss": cvss}
     return finding
 
 
