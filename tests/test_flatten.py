@@ -340,6 +340,8 @@ def test_a_long_status_line_is_cut_between_characters_and_stays_one_line():
 
 
 GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.jsonl"))
+# vulnerability.severity of every scan type (docs/event-schema.md)
+SEVERITIES = {"Critical", "High", "Medium", "Low", "Informational", "Untriaged"}
 
 
 @pytest.mark.parametrize("golden", GOLDEN, ids=[g.stem for g in GOLDEN])
@@ -362,14 +364,7 @@ def test_golden_files_cover_every_event_type_and_severity():
     assert {e["aws"]["event_type"] for e in events} == {"finding", "scan_summary", "unparsed", "scan_changes"}
     changes = {e["aws"]["ecr"].get("change") for e in events if "vulnerability" in e}
     assert changes == {"new", "persisting", "resolved"}
-    assert {e["vulnerability"]["severity"] for e in events if "vulnerability" in e} == {
-        "Critical",
-        "High",
-        "Medium",
-        "Low",
-        "Informational",
-        "Untriaged",
-    }
+    assert {e["vulnerability"]["severity"] for e in events if "vulnerability" in e} == SEVERITIES
 
 
 # -- enhanced (Amazon Inspector) findings ------------------------------------------------------------
@@ -544,11 +539,4 @@ def test_any_enhanced_like_message_gives_one_event_that_fits(replacements, drop)
     assert decoded["aws"]["event_type"] in {"finding", "unparsed"}
     if decoded["aws"]["event_type"] == "finding":
         assert decoded["vulnerability"]["scanner"]["vendor"] == "Amazon Inspector"
-        assert decoded["vulnerability"]["severity"] in {
-            "Critical",
-            "High",
-            "Medium",
-            "Low",
-            "Informational",
-            "Untriaged",
-        }
+        assert decoded["vulnerability"]["severity"] in SEVERITIES
