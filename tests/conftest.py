@@ -93,6 +93,20 @@ STATUS_HEADER = b"1:wazuh-ecr-scan:"
 SYNC_HEADER = b"\0receiver-sync:"  # the receiver's own marker (see Receiver.settle), never the module's
 
 
+class QuietSender:
+    """For in-process tests of the poller: status lines, flushes and closing do nothing; a subclass's
+    `send` says what becomes of each event datagram."""
+
+    def send_status(self, line: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class Received:
     # Events made from CloudWatch log events (each has an event id). The finding lifecycle (on by

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import QuietSender
 from wazuh_ecr_scan import cli
 from wazuh_ecr_scan.errors import AnalysisdUnavailable
 from wazuh_ecr_scan.events import LogEvent, Page
@@ -54,7 +55,7 @@ class FakeReader:
         yield Page([], server_ms)
 
 
-class FakeSender:
+class FakeSender(QuietSender):
     def __init__(self, fail_after: int | None = None) -> None:
         self.sent: list[bytes] = []
         self.fail_after = fail_after
@@ -63,15 +64,6 @@ class FakeSender:
         if self.fail_after is not None and len(self.sent) >= self.fail_after:
             raise AnalysisdUnavailable("gone")
         self.sent.append(datagram)
-
-    def send_status(self, line: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class Clock:

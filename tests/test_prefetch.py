@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import run_cli
+from conftest import QuietSender, run_cli
 from fault_proxy import FaultProxy
 from lambda_writer import make_scan, write_scan
 from wazuh_ecr_scan.errors import CredentialsError
@@ -160,7 +160,7 @@ class FakeReader:
             yield Page([e for e in page if e.timestamp >= start_ms])
 
 
-class ListSender:
+class ListSender(QuietSender):
     def __init__(self) -> None:
         self.datagrams: list[bytes] = []
         self.threads: set[str] = set()
@@ -168,15 +168,6 @@ class ListSender:
     def send(self, datagram: bytes) -> None:
         self.threads.add(threading.current_thread().name)
         self.datagrams.append(datagram)
-
-    def send_status(self, line: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def lambda_pages(repository: str, seed: int, page_size: int) -> list[list[LogEvent]]:

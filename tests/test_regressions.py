@@ -16,6 +16,7 @@ import botocore.exceptions
 import botocore.session
 import pytest
 from botocore.stub import Stubber
+from conftest import QuietSender
 from lambda_writer import make_scan, recording_lines
 from wazuh_ecr_scan.cli import main
 from wazuh_ecr_scan.encode import EVENT_HEADER, encode_event
@@ -61,7 +62,7 @@ class Log:
         yield Page([e for e in self.events if e.timestamp >= start_ms])
 
 
-class Collect:
+class Collect(QuietSender):
     """A sender that keeps the event ids it was given."""
 
     def __init__(self) -> None:
@@ -69,15 +70,6 @@ class Collect:
 
     def send(self, datagram: bytes) -> None:
         self.ids.append(json.loads(datagram[len(EVENT_HEADER) :])["aws"]["log_info"]["event_id"])
-
-    def send_status(self, line: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def one_pass(state: StateStore, reader, sender, now_ms: int, **settings) -> None:
