@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "tests" / "support"
@@ -268,25 +268,8 @@ def cli_env() -> dict[str, str]:
 def run_cli(*args: str, check: bool = True) -> CliRun:
     """The real CLI in a child process (via bench/_measure.py, or under --quick forked by the CLI
     zygote): wall time, CPU time, peak RSS."""
-    with (
-        tempfile.NamedTemporaryFile(mode="w+") as stderr,
-        tempfile.NamedTemporaryFile(suffix=".json") as result,
-    ):
-        if _forked_cli is not None:
-            with open(os.devnull, "rb+") as null:
-                streams = (null.fileno(), null.fileno(), stderr.fileno())
-                ended = _forked_cli.run_with(list(args), cli_env(), str(ROOT), streams, timeout=3600)
-            figures = dataclasses.asdict(ended)
-        else:
-            subprocess.run(
-                [sys.executable, _MEASURE, result.name, "--", *args],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=cli_env(),
-                cwd=ROOT,
-                check=False,
-            )
-            figures = json.loads(Path(result.name).read_text() or "{}")
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        figures = _forked_run(args, stderr) if _forked_cli is not None else _measured_run(args, stderr)
         stderr.seek(0)
         text = stderr.read()
     if not figures:
@@ -295,6 +278,21 @@ def run_cli(*args: str, check: bool = True) -> CliRun:
     if check and run.returncode != 0:
         raise RuntimeError(f"wazuh-ecr-scan exited {run.returncode}:\n{text[-3000:]}")
     return run
+
+
+def _forked_run(args: Sequence[str], stderr: IO[str]) -> dict[str, Any]:
+    assert _forked_cli is not None
+    with open(os.devnull, "rb+") as null:
+        streams = (null.fileno(), null.fileno(), stderr.fileno())
+        ended = _forked_cli.run_with(list(args), cli_env(), str(ROOT), streams, timeout=3600)
+    return dataclasses.asdict(ended)
+
+
+def _measured_run(args: Sequence[str], stderr: IO[str]) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as result:
+        command = [sys.executable, _MEASURE, result.name, "--", *args]
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=stderr, env=cli_env(), cwd=ROOT)
+        return json.loads(Path(result.name).read_text() or "{}")
 
 
 class Workdir:
